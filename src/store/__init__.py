@@ -1,0 +1,19 @@
+"""What persists: threads, items and attachment records in DynamoDB, large payloads in S3."""
+
+from store.context import RequestContext
+from store.dynamodb_store import DynamoDBStore
+from store.errors import InvalidIdError, StoreUnavailableError
+from store.payloads import PayloadBucket
+from store.table import TableRecord, bind_table, create_table, table_schema
+
+__all__ = [
+    "DynamoDBStore",
+    "InvalidIdError",
+    "PayloadBucket",
+    "RequestContext",
+    "StoreUnavailableError",
+    "TableRecord",
+    "bind_table",
+    "create_table",
+    "table_schema",
+]

@@ -1,0 +1,161 @@
+"""The single DynamoDB table: its schema, its key formats, and how to create it.
+
+This module is the one definition of the table. The store reads and writes through
+`bind_table`, the tests and the local server create the table with `create_table`,
+and `template.yaml` is checked against `table_schema()`.
+
+| entity     | pk                     | sk           | lsi1sk (index "by_created") |
+|------------|------------------------|--------------|-----------------------------|
+| thread     | U#{user}               | T#{thread}   | {created_us:017d}#{thread}  |
+| item       | U#{user}#T#{thread}    | I#{item}     | {created_us:017d}#{item}    |
+| attachment | U#{user}               | A#{attachment} | (not indexed)             |
+
+Every key starts with the user id taken from the request context, so an id guessed
+or copied from another user resolves inside the caller's own key space. Each
+collection that is paged (a user's threads, a thread's items) owns a partition of
+its own, so the sparse local index lists exactly that collection in created order.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pynamodb.attributes import BinaryAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.indexes import AllProjection, LocalSecondaryIndex
+from pynamodb.models import Model
+
+from store.errors import InvalidIdError
+
+SEPARATOR = "#"
+MAX_ID_LENGTH = 255
+INDEX_NAME = "by_created"
+TTL_ATTRIBUTE = "expires_at"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class TableRecord(Model):
+    """One row of the table. Bound to a concrete table name by `bind_table`."""
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    lsi1sk = UnicodeAttribute(null=True)
+    kind = UnicodeAttribute()
+    codec = UnicodeAttribute()
+    body = BinaryAttribute(legacy_encoding=False, null=True)
+    payload_key = UnicodeAttribute(null=True)
+    expires_at = TTLAttribute(null=True)
+
+
+class ByCreatedIndex(LocalSecondaryIndex[TableRecord]):  # type: ignore[no-untyped-call]
+    """Rows of one partition ordered by creation time; sparse (threads and items only)."""
+
+    class Meta:
+        index_name = INDEX_NAME
+        projection = AllProjection()
+
+    pk = UnicodeAttribute(hash_key=True)
+    lsi1sk = UnicodeAttribute(range_key=True)
+
+
+def bind_table(
+    table_name: str,
+    *,
+    region: str | None = None,
+    host: str | None = None,
+    max_attempts: int = 8,
+) -> type[TableRecord]:
+    """Return a TableRecord class bound to `table_name`.
+
+    `host` overrides the endpoint (a moto server); when unset, PynamoDB follows
+    AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL. Throttled requests are retried by
+    botocore's standard retry mode (exponential backoff with jitter) up to `max_attempts`.
+    """
+
+    class Meta:
+        pass
+
+    Meta.table_name = table_name  # type: ignore[attr-defined]
+    Meta.region = region  # type: ignore[attr-defined]
+    Meta.host = host  # type: ignore[attr-defined]
+    Meta.retry_configuration = {"mode": "standard", "total_max_attempts": max_attempts}  # type: ignore[attr-defined]
+
+    return type(
+        "BoundTableRecord",
+        (TableRecord,),
+        {"Meta": Meta, "by_created": ByCreatedIndex(), "__module__": __name__},
+    )
+
+
+def create_table(record: type[TableRecord]) -> None:
+    """Create the table on demand billing with its TTL attribute enabled (tests, local server)."""
+    record.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+    record.update_ttl(ignore_update_ttl_errors=False)
+
+
+def table_schema() -> dict[str, Any]:
+    """The key schema, attribute definitions, index and TTL attribute, in CloudFormation's shape."""
+    return {
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "lsi1sk", "AttributeType": "S"},
+        ],
+        "LocalSecondaryIndexes": [
+            {
+                "IndexName": INDEX_NAME,
+                "KeySchema": [
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "lsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
+    }
+
+
+def check_id(value: str, what: str) -> str:
+    """Return `value` if it can be embedded in a key; raise InvalidIdError otherwise."""
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or SEPARATOR in value:
+        raise InvalidIdError(f"invalid {what} id: must be 1-{MAX_ID_LENGTH} characters without '#'")
+    return value
+
+
+def user_pk(user_id: str) -> str:
+    return f"U#{user_id}"
+
+
+def thread_sk(thread_id: str) -> str:
+    return f"T#{check_id(thread_id, 'thread')}"
+
+
+def items_pk(user_id: str, thread_id: str) -> str:
+    return f"U#{user_id}#T#{check_id(thread_id, 'thread')}"
+
+
+def item_sk(item_id: str) -> str:
+    return f"I#{check_id(item_id, 'item')}"
+
+
+def attachment_sk(attachment_id: str) -> str:
+    return f"A#{check_id(attachment_id, 'attachment')}"
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Make a timestamp timezone-aware in UTC.
+
+    The SDK creates naive local times (`datetime.now()`): those are read as the
+    machine's local time, so naive and aware timestamps order correctly together.
+    """
+    return moment.astimezone(UTC)
+
+
+def created_sort_key(created_at: datetime, entity_id: str) -> str:
+    """A total order: microseconds since the epoch, then the id to break ties."""
+    created_us = (as_utc(created_at) - EPOCH) // timedelta(microseconds=1)
+    return f"{created_us:017d}#{entity_id}"
