@@ -159,3 +159,8 @@ def created_sort_key(created_at: datetime, entity_id: str) -> str:
     """A total order: microseconds since the epoch, then the id to break ties."""
     created_us = (as_utc(created_at) - EPOCH) // timedelta(microseconds=1)
     return f"{created_us:017d}#{entity_id}"
+
+
+def dynamodb_client(record: type[TableRecord]) -> Any:
+    """The botocore client PynamoDB sends this table's requests with (to count or inject faults)."""
+    return record._get_connection().connection.client

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from chatkit.store import NotFoundError
 from chatkit.types import Page, Thread, ThreadMetadata
-from tests.store.factories import BASE_TIME, assistant_message, attachment, thread, user_message
 
 from store import DynamoDBStore, InvalidIdError, RequestContext
+from tests.store.factories import BASE_TIME, assistant_message, attachment, thread, user_message
 
 
 async def test_missing_thread_is_not_found(store: DynamoDBStore, alice: RequestContext) -> None:

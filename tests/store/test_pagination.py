@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from chatkit.store import NotFoundError
-from tests.store.factories import thread, tied_times, user_message
 
 from store import DynamoDBStore, RequestContext
+from tests.store.factories import thread, tied_times, user_message
 
 ITEM_COUNT = 105
 THREAD_COUNT = 103

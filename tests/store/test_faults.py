@@ -1,0 +1,110 @@
+"""Throttling is survived with backoff and reported clearly only when retries run out."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.retries.standard import ExponentialBackoff
+from chatkit.store import NotFoundError
+
+from store import DynamoDBStore, PayloadBucket, RequestContext, StoreUnavailableError, TableRecord
+from tests.store.conftest import BUCKET
+from tests.store.factories import thread, user_message
+from tests.store.faults import Injector
+
+MAX_ATTEMPTS = 4
+
+
+@pytest.fixture(autouse=True)
+def no_backoff_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep botocore's retry decisions but skip its sleeps."""
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)
+
+
+@pytest.fixture
+def throttled_table(aws: None) -> type[TableRecord]:
+    from store import bind_table, create_table
+
+    record = bind_table("chatkit-throttled", region="us-east-1", max_attempts=MAX_ATTEMPTS)
+    create_table(record)
+    return record
+
+
+@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException"])
+async def test_throttled_write_is_retried_until_it_succeeds(
+    throttled_table: type[TableRecord], alice: RequestContext, code: str
+) -> None:
+    store = DynamoDBStore(throttled_table)
+    injector = Injector(throttled_table)
+    injector.throttle("PutItem", times=MAX_ATTEMPTS - 1, code=code)
+
+    await store.save_thread(thread("thr_1", title="kept"), alice)
+
+    assert injector.attempts["PutItem"] == MAX_ATTEMPTS
+    assert (await store.load_thread("thr_1", alice)).title == "kept"
+
+
+async def test_throttled_page_is_retried_until_it_succeeds(
+    throttled_table: type[TableRecord], alice: RequestContext
+) -> None:
+    store = DynamoDBStore(throttled_table)
+    await store.save_thread(thread("thr_1"), alice)
+    injector = Injector(throttled_table)
+    injector.throttle("Query", times=2)
+
+    page = await store.load_threads(10, None, "desc", alice)
+
+    assert [saved.id for saved in page.data] == ["thr_1"]
+    assert injector.attempts["Query"] == 3
+
+
+async def test_throttling_beyond_the_retries_is_a_clear_error(
+    throttled_table: type[TableRecord], alice: RequestContext
+) -> None:
+    store = DynamoDBStore(throttled_table)
+    injector = Injector(throttled_table)
+    injector.throttle("GetItem", times=MAX_ATTEMPTS)
+
+    with pytest.raises(StoreUnavailableError, match="throttling"):
+        await store.load_thread("thr_1", alice)
+    assert injector.attempts["GetItem"] == MAX_ATTEMPTS
+
+
+async def test_unprocessed_deletes_are_retried_with_backoff(
+    table: type[TableRecord], s3, alice: RequestContext
+) -> None:  # type: ignore[no-untyped-def]
+    waits: list[float] = []
+    store = DynamoDBStore(table, PayloadBucket(s3, BUCKET), sleep=waits.append)
+    await store.save_thread(thread("thr_1"), alice)
+    for index in range(30):
+        await store.add_thread_item("thr_1", user_message(f"msg_{index:02d}", "thr_1"), alice)
+    injector = Injector(table)
+    injector.leave_unprocessed(times=3)
+
+    await store.delete_thread("thr_1", alice)
+
+    # Batch 1 is left unprocessed 3 times, then succeeds; batch 2 succeeds at once.
+    assert injector.attempts["BatchWriteItem"] == 5
+    assert len(waits) == 3
+    assert all(0 <= wait <= store.backoff_cap_seconds for wait in waits)
+    with pytest.raises(NotFoundError):
+        await store.load_thread("thr_1", alice)
+    assert (await store.load_thread_items("thr_1", None, 50, "asc", alice)).data == []
+
+
+async def test_deletes_left_unprocessed_too_often_fail_clearly_and_resume(
+    table: type[TableRecord], s3, alice: RequestContext
+) -> None:  # type: ignore[no-untyped-def]
+    store = DynamoDBStore(table, PayloadBucket(s3, BUCKET), batch_attempts=3, sleep=lambda _s: None)
+    await store.save_thread(thread("thr_1"), alice)
+    for index in range(5):
+        await store.add_thread_item("thr_1", user_message(f"msg_{index}", "thr_1"), alice)
+    Injector(table).leave_unprocessed(times=3)
+
+    with pytest.raises(StoreUnavailableError, match="repeat the delete"):
+        await store.delete_thread("thr_1", alice)
+    assert (await store.load_thread("thr_1", alice)).id == "thr_1"
+
+    await store.delete_thread("thr_1", alice)
+
+    with pytest.raises(NotFoundError):
+        await store.load_thread("thr_1", alice)
