@@ -1,10 +1,24 @@
-"""Shared fixtures: fake AWS credentials, so nothing ever reaches a real account."""
+"""Shared fixtures: fake AWS credentials (nothing ever reaches a real account), and a
+DynamoDBStore on a moto table and bucket created from the same definitions as production."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
+
+from store import (
+    DynamoDBStore,
+    PayloadBucket,
+    RequestContext,
+    TableRecord,
+    bind_table,
+    create_table,
+)
 
 # Set before any client is created; moto intercepts every call made with them.
 os.environ.update(
@@ -21,7 +35,40 @@ for variable in (
 ):
     os.environ.pop(variable, None)
 
+TABLE = "chatkit-test"
+BUCKET = "chatkit-test-uploads"
+
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def table(aws: None) -> type[TableRecord]:
+    record = bind_table(TABLE, region="us-east-1")
+    create_table(record)
+    return record
+
+
+@pytest.fixture
+def s3(aws: None) -> Any:
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+@pytest.fixture
+def store(table: type[TableRecord], s3: Any) -> DynamoDBStore:
+    return DynamoDBStore(table, PayloadBucket(s3, BUCKET), sleep=lambda _seconds: None)
+
+
+@pytest.fixture
+def alice() -> RequestContext:
+    return RequestContext(user_id="alice")
+
+
+@pytest.fixture
+def bob() -> RequestContext:
+    return RequestContext(user_id="bob")

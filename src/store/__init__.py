@@ -5,6 +5,7 @@ from store.dynamodb_store import DynamoDBStore
 from store.errors import InvalidIdError, StoreUnavailableError
 from store.payloads import PayloadBucket
 from store.table import TableRecord, bind_table, create_table, table_schema
+from store.tasks import TaskRecord, TaskStore
 
 __all__ = [
     "DynamoDBStore",
@@ -13,6 +14,8 @@ __all__ = [
     "RequestContext",
     "StoreUnavailableError",
     "TableRecord",
+    "TaskRecord",
+    "TaskStore",
     "bind_table",
     "create_table",
     "table_schema",

@@ -6,6 +6,8 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal, TypeVar
 
@@ -14,7 +16,7 @@ from botocore.exceptions import ClientError
 from chatkit.store import NotFoundError, Store
 from chatkit.types import Attachment, Page, Thread, ThreadItem, ThreadMetadata
 from pydantic import TypeAdapter
-from pynamodb.exceptions import PynamoDBException
+from pynamodb.exceptions import PynamoDBException, UpdateError
 
 from store import table as keys
 from store.context import RequestContext
@@ -45,6 +47,14 @@ THROTTLING_CODES = frozenset(
 )
 MAX_BATCH_WRITE = 25
 MAX_PAGE_SIZE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What a user said about an item ("positive" or "negative") and when."""
+
+    kind: str
+    at: datetime
 
 
 @contextmanager
@@ -157,6 +167,22 @@ class DynamoDBStore(Store[RequestContext]):
         """Delete the item and its S3 payload, if any (deleting a missing item is a no-op)."""
         await self._run(self._delete_item, thread_id, item_id, context.user_id)
 
+    async def save_feedback(
+        self, thread_id: str, item_ids: list[str], kind: str, context: RequestContext
+    ) -> None:
+        """Record feedback `kind` and the time on each item (one UpdateItem per item).
+
+        Raises NotFoundError, changing nothing further, at the first item the caller's
+        thread does not have.
+        """
+        await self._run(self._save_feedback, thread_id, item_ids, kind, context.user_id)
+
+    async def load_feedback(
+        self, thread_id: str, item_id: str, context: RequestContext
+    ) -> Feedback | None:
+        """Return the feedback recorded on the item, or None; NotFoundError if there is no item."""
+        return await self._run(self._load_feedback, thread_id, item_id, context.user_id)
+
     # -- attachments ---------------------------------------------------------------------
 
     async def save_attachment(self, attachment: Attachment, context: RequestContext) -> None:
@@ -259,6 +285,31 @@ class DynamoDBStore(Store[RequestContext]):
         old = self._delete(keys.items_pk(user_id, thread_id), keys.item_sk(item_id))
         if old is not None and old.get("payload_key") and self.payloads is not None:
             self.payloads.delete([old["payload_key"]["S"]])
+
+    def _save_feedback(self, thread_id: str, item_ids: list[str], kind: str, user_id: str) -> None:
+        pk = keys.items_pk(user_id, thread_id)
+        for item_id in item_ids:
+            row = self.table(pk, keys.item_sk(item_id))
+            try:
+                row.update(
+                    actions=[
+                        self.table.feedback_kind.set(kind),
+                        self.table.feedback_at.set(datetime.now(UTC)),
+                    ],
+                    condition=self.table.pk.exists(),
+                )
+            except UpdateError as error:
+                if error.cause_response_code == "ConditionalCheckFailedException":
+                    raise NotFoundError(f"Item {item_id} not found in thread {thread_id}") from None
+                raise
+
+    def _load_feedback(self, thread_id: str, item_id: str, user_id: str) -> Feedback | None:
+        row = self._get(keys.items_pk(user_id, thread_id), keys.item_sk(item_id))
+        if row is None:
+            raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
+        if row.feedback_kind is None or row.feedback_at is None:
+            return None
+        return Feedback(kind=row.feedback_kind, at=row.feedback_at)
 
     def _save_attachment(self, attachment: Attachment, user_id: str) -> None:
         self._put(

@@ -21,7 +21,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pynamodb.attributes import BinaryAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.attributes import (
+    BinaryAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
 from pynamodb.indexes import AllProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
@@ -44,6 +49,8 @@ class TableRecord(Model):
     codec = UnicodeAttribute()
     body = BinaryAttribute(legacy_encoding=False, null=True)
     payload_key = UnicodeAttribute(null=True)
+    feedback_kind = UnicodeAttribute(null=True)
+    feedback_at = UTCDateTimeAttribute(null=True)
     expires_at = TTLAttribute(null=True)
 
 
@@ -164,3 +171,27 @@ def created_sort_key(created_at: datetime, entity_id: str) -> str:
 def dynamodb_client(record: type[TableRecord]) -> Any:
     """The botocore client PynamoDB sends this table's requests with (to count or inject faults)."""
     return record._get_connection().connection.client
+
+
+# -- tasks ---------------------------------------------------------------------------------
+# | task         | U#{user}#TASKS         | K#{number:010d} | (not indexed)               |
+# | task counter | U#{user}#TASKS         | COUNTER         | (not indexed)               |
+# A user's tasks own a partition, so listing them is one Query; the counter row in the same
+# partition hands out task numbers atomically.
+
+TASK_SK_PREFIX = "K#"
+TASK_COUNTER_SK = "COUNTER"
+MAX_TASK_NUMBER = 9_999_999_999  # ten digits keep the zero-padded sort key in number order
+
+
+def tasks_pk(user_id: str) -> str:
+    return f"U#{user_id}#TASKS"
+
+
+def task_sk(number: int) -> str:
+    """The sort key of task `number`; raise InvalidIdError unless it is an int 1-MAX_TASK_NUMBER."""
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise InvalidIdError(f"invalid task number: {number!r} is not an integer")
+    if not 1 <= number <= MAX_TASK_NUMBER:
+        raise InvalidIdError(f"invalid task number: must be 1-{MAX_TASK_NUMBER}")
+    return f"{TASK_SK_PREFIX}{number:010d}"

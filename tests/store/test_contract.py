@@ -177,3 +177,34 @@ async def test_ids_that_cannot_be_keys_are_refused(
 def test_user_ids_that_cannot_be_keys_are_refused(user_id: str) -> None:
     with pytest.raises(InvalidIdError):
         RequestContext(user_id=user_id)
+
+
+async def test_feedback_is_recorded_on_each_item(
+    store: DynamoDBStore, alice: RequestContext
+) -> None:
+    await store.save_thread(thread("thr_1"), alice)
+    await store.add_thread_item("thr_1", assistant_message("msg_1", "thr_1"), alice)
+    await store.add_thread_item("thr_1", assistant_message("msg_2", "thr_1"), alice)
+
+    await store.save_feedback("thr_1", ["msg_1", "msg_2"], "negative", alice)
+
+    for item_id in ("msg_1", "msg_2"):
+        feedback = await store.load_feedback("thr_1", item_id, alice)
+        assert feedback is not None and feedback.kind == "negative"
+        assert feedback.at.tzinfo is not None
+    assert (await store.load_item("thr_1", "msg_1", alice)).id == "msg_1"
+
+
+async def test_feedback_on_a_missing_item_is_not_found_and_creates_nothing(
+    store: DynamoDBStore, alice: RequestContext, bob: RequestContext
+) -> None:
+    await store.save_thread(thread("thr_1"), alice)
+    await store.add_thread_item("thr_1", assistant_message("msg_1", "thr_1"), alice)
+
+    with pytest.raises(NotFoundError):
+        await store.save_feedback("thr_1", ["msg_1"], "positive", bob)
+    with pytest.raises(NotFoundError):
+        await store.save_feedback("thr_1", ["msg_missing"], "positive", alice)
+
+    assert await store.load_feedback("thr_1", "msg_1", alice) is None
+    assert (await store.load_thread_items("thr_1", None, 10, "asc", bob)).data == []

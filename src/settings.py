@@ -1,0 +1,90 @@
+"""All configuration, read once from environment variables into one typed object.
+
+Every variable has a documented default (README, "Configuration"); nothing is read at import.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Provider = Literal["openai", "openai-compatible", "offline"]
+PROVIDERS: tuple[Provider, ...] = ("openai", "openai-compatible", "offline")
+DEFAULT_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
+
+
+class SettingsError(ValueError):
+    """A configuration variable has a value that cannot work; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Storage
+    table_name: str = "chatkit-lambda"
+    bucket_name: str = "chatkit-lambda-uploads"
+    region: str | None = None
+    # Model provider
+    provider: Provider = "offline"
+    model: str = "gpt-4.1-mini"
+    title_model: str | None = None
+    api_key: str | None = None
+    base_url: str | None = None
+    transcription_model: str | None = None
+    offline_word_delay_seconds: float = 0.03
+    # Turn bounds: a Lambda keeps running after its client disconnects.
+    history_items: int = 30
+    max_agent_turns: int = 8
+    max_turn_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings; raise SettingsError naming the variable when one is invalid."""
+        env = os.environ if env is None else env
+        api_key = env.get("MODEL_API_KEY") or env.get("OPENAI_API_KEY") or None
+        base_url = env.get("MODEL_BASE_URL") or None
+        provider = env.get("MODEL_PROVIDER") or _default_provider(api_key, base_url)
+        if provider not in PROVIDERS:
+            raise SettingsError(f"MODEL_PROVIDER must be one of {', '.join(PROVIDERS)}")
+        if provider == "openai-compatible" and not base_url:
+            raise SettingsError("MODEL_BASE_URL is required when MODEL_PROVIDER=openai-compatible")
+        if provider == "openai" and not api_key:
+            raise SettingsError(
+                "MODEL_API_KEY (or OPENAI_API_KEY) is required for MODEL_PROVIDER=openai"
+            )
+        return cls(
+            table_name=env.get("CHATKIT_TABLE_NAME") or cls.table_name,
+            bucket_name=env.get("CHATKIT_BUCKET_NAME") or cls.bucket_name,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            provider=provider,  # type: ignore[arg-type]
+            model=env.get("MODEL_NAME") or cls.model,
+            title_model=env.get("TITLE_MODEL_NAME") or None,
+            api_key=api_key,
+            base_url=base_url,
+            transcription_model=env.get("TRANSCRIPTION_MODEL_NAME")
+            or (DEFAULT_TRANSCRIPTION_MODEL if provider == "openai" else None),
+            offline_word_delay_seconds=_number(env, "OFFLINE_WORD_DELAY_MS", 30) / 1000,
+            history_items=int(_number(env, "HISTORY_ITEMS", cls.history_items, minimum=1)),
+            max_agent_turns=int(_number(env, "MAX_AGENT_TURNS", cls.max_agent_turns, minimum=1)),
+            max_turn_seconds=_number(env, "MAX_TURN_SECONDS", cls.max_turn_seconds, minimum=1),
+        )
+
+
+def _default_provider(api_key: str | None, base_url: str | None) -> Provider:
+    if base_url:
+        return "openai-compatible"
+    return "openai" if api_key else "offline"
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum:g}")
+    return value

@@ -1,0 +1,224 @@
+"""TaskStore: each user's numbered task list, in a partition of its own in the single table.
+
+Rows (see store.table): `U#{user}#TASKS` / `K#{number:010d}` holds one task as compressed JSON,
+`U#{user}#TASKS` / `COUNTER` holds the last number handed out. Numbers start at 1, come from an
+atomic ADD on the counter, and are never reused, even after a delete.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import anyio.to_thread
+from chatkit.store import NotFoundError
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pynamodb.exceptions import PynamoDBException
+from pynamodb.expressions.operand import Path
+
+from store import table as keys
+from store.context import RequestContext
+from store.dynamodb_store import _unavailable_when_throttled
+from store.payloads import CODEC_ZLIB_JSON, compress, decompress
+from store.table import TableRecord
+
+MAX_TITLE_LENGTH = 200
+TASK_KIND = "task"
+COUNTER_KIND = "task_counter"
+COUNTER_CODEC = "none"  # the counter row has no body
+COUNTER_ATTRIBUTE = "last_number"
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+class TaskRecord(BaseModel):
+    """One task of a user's list, as stored and as shown."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    title: str
+    done: bool
+    created_at: AwareDatetime
+    completed_at: AwareDatetime | None = None
+
+
+def clean_title(title: str) -> str:
+    """Return the title without surrounding whitespace.
+
+    Raises ValueError when it is empty or longer than 200 characters after stripping.
+    """
+    if not isinstance(title, str):
+        raise ValueError("task title must be text")
+    stripped = title.strip()
+    if not stripped:
+        raise ValueError("task title must not be empty")
+    if len(stripped) > MAX_TITLE_LENGTH:
+        raise ValueError(
+            f"task title must be at most {MAX_TITLE_LENGTH} characters, not {len(stripped)}"
+        )
+    return stripped
+
+
+class TaskStore:
+    """The task list of every user; every key embeds `context.user_id`.
+
+    Another user's task numbers resolve inside the caller's own list. Calls run in a worker
+    thread; throttling that outlives botocore's retries raises StoreUnavailableError.
+    """
+
+    def __init__(
+        self, table: type[TableRecord], *, now: Callable[[], datetime] | None = None
+    ) -> None:
+        self.table = table
+        self._now = now or (lambda: datetime.now(UTC))
+
+    async def add(self, title: str, context: RequestContext) -> TaskRecord:
+        """Store a new open task under the caller's next number and return it.
+
+        Raises ValueError when the title is empty or longer than 200 characters (after
+        stripping); nothing is written then.
+        """
+        cleaned = clean_title(title)
+        return await self._run(self._add, cleaned, context.user_id)
+
+    async def list(self, context: RequestContext) -> builtins.list[TaskRecord]:
+        """Return the caller's tasks in number order (one Query)."""
+        return await self._run(self._list, context.user_id)
+
+    async def complete(self, number: int, context: RequestContext) -> TaskRecord:
+        """Mark the task done and return it (a done task keeps its completed_at).
+
+        Raises NotFoundError when the caller has no task with this number.
+        """
+        return await self._run(self._set_done, _existing_number(number), True, context.user_id)
+
+    async def reopen(self, number: int, context: RequestContext) -> TaskRecord:
+        """Mark the task not done and return it.
+
+        Raises NotFoundError when the caller has no task with this number.
+        """
+        return await self._run(self._set_done, _existing_number(number), False, context.user_id)
+
+    async def delete(self, number: int, context: RequestContext) -> TaskRecord:
+        """Delete the task and return it as it was; its number is not handed out again.
+
+        Raises NotFoundError when the caller has no task with this number.
+        """
+        return await self._run(self._delete, _existing_number(number), context.user_id)
+
+    # -- synchronous implementation (runs in a worker thread) ----------------------------
+
+    async def _run[T](self, function: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(partial(_guarded, function, *args))
+
+    def _add(self, title: str, user_id: str) -> TaskRecord:
+        pk = keys.tasks_pk(user_id)
+        task = TaskRecord(
+            number=self._next_number(pk),
+            title=title,
+            done=False,
+            created_at=self._now(),
+        )
+        # The counter never repeats a number; the condition guards against a reset counter.
+        self._put(pk, task, condition_exists=False)
+        return task
+
+    def _next_number(self, pk: str) -> int:
+        """Atomically increment the partition's counter (one UpdateItem) and return it."""
+        response = self.table._get_connection().update_item(
+            pk,
+            range_key=keys.TASK_COUNTER_SK,
+            actions=[
+                self.table.kind.set(COUNTER_KIND),
+                self.table.codec.set(COUNTER_CODEC),
+                Path(COUNTER_ATTRIBUTE).add(1),
+            ],
+            return_values="UPDATED_NEW",
+        )
+        return int(response["Attributes"][COUNTER_ATTRIBUTE]["N"])
+
+    def _list(self, user_id: str) -> builtins.list[TaskRecord]:
+        rows = self.table.query(
+            keys.tasks_pk(user_id),
+            self.table.sk.startswith(keys.TASK_SK_PREFIX),
+            consistent_read=True,
+        )
+        return [_task_of(row) for row in rows]
+
+    def _set_done(self, number: int, done: bool, user_id: str) -> TaskRecord:
+        pk, sk = keys.tasks_pk(user_id), keys.task_sk(number)
+        try:
+            row = self.table.get(pk, sk, consistent_read=True)
+        except self.table.DoesNotExist:
+            raise _not_found(number) from None
+        task = _task_of(row)
+        if task.done == done:
+            return task
+        changed = task.model_copy(
+            update={"done": done, "completed_at": self._now() if done else None}
+        )
+        with _not_found_when_missing(number):
+            self._put(pk, changed, condition_exists=True)
+        return changed
+
+    def _delete(self, number: int, user_id: str) -> TaskRecord:
+        with _not_found_when_missing(number):
+            response = self.table._get_connection().delete_item(
+                keys.tasks_pk(user_id),
+                range_key=keys.task_sk(number),
+                condition=self.table.pk.exists(),
+                return_values="ALL_OLD",
+            )
+        return _task_of(self.table.from_raw_data(response["Attributes"]))
+
+    def _put(self, pk: str, task: TaskRecord, *, condition_exists: bool) -> None:
+        """PutItem the task; only if the row exists (True) or only if it does not (False)."""
+        record = self.table(
+            pk,
+            keys.task_sk(task.number),
+            kind=TASK_KIND,
+            codec=CODEC_ZLIB_JSON,
+            body=compress(task.model_dump_json()),
+        )
+        pk_attribute = self.table.pk
+        condition = pk_attribute.exists() if condition_exists else pk_attribute.does_not_exist()
+        record.save(condition=condition)
+
+
+def _guarded[T](function: Callable[..., T], *args: Any) -> T:
+    with _unavailable_when_throttled():
+        return function(*args)
+
+
+def _existing_number(number: int) -> int:
+    """Return `number` if a task could have it; numbers outside 1..MAX never name a task."""
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise TypeError(f"task number must be an int, not {type(number).__name__}")
+    if not 1 <= number <= keys.MAX_TASK_NUMBER:
+        raise _not_found(number)
+    return number
+
+
+def _not_found(number: int) -> NotFoundError:
+    return NotFoundError(f"Task {number} not found")
+
+
+@contextmanager
+def _not_found_when_missing(number: int) -> Iterator[None]:
+    """Turn a failed attribute_exists condition into NotFoundError."""
+    try:
+        yield
+    except PynamoDBException as error:
+        if error.cause_response_code == CONDITION_FAILED:
+            raise _not_found(number) from None
+        raise
+
+
+def _task_of(row: TableRecord) -> TaskRecord:
+    if row.kind != TASK_KIND or row.codec != CODEC_ZLIB_JSON or row.body is None:
+        raise ValueError(f"row {row.pk}/{row.sk} is not a readable task")
+    return TaskRecord.model_validate_json(decompress(row.body))
