@@ -386,14 +386,18 @@ class DynamoDBStore(Store[RequestContext]):
             # The object is written before the row, so a row never points at nothing.
             self.payloads.put(offload_key, body)
             codec, stored_key, body = CODEC_S3_ZLIB_JSON, offload_key, None
-        record = self.table(
-            pk, sk, lsi1sk=lsi1sk, kind=kind, codec=codec, body=body, payload_key=stored_key
-        )
-        attributes = record.serialize()
-        attributes.pop("pk")
-        attributes.pop("sk")
-        response = self.table._get_connection().put_item(
-            pk, range_key=sk, attributes=attributes, return_values="ALL_OLD"
+        # UpdateItem rather than PutItem: an upsert that keeps attributes set elsewhere
+        # (feedback), and returns the old payload pointer so a replaced S3 body is removed.
+        table = self.table
+        actions = [
+            table.kind.set(kind),
+            table.codec.set(codec),
+            table.lsi1sk.set(lsi1sk) if lsi1sk is not None else table.lsi1sk.remove(),
+            table.body.set(body) if body is not None else table.body.remove(),
+            table.payload_key.set(stored_key) if stored_key else table.payload_key.remove(),
+        ]
+        response = table._get_connection().update_item(
+            pk, range_key=sk, actions=actions, return_values="UPDATED_OLD"
         )
         old_key = (response.get("Attributes") or {}).get("payload_key", {}).get("S")
         if old_key and old_key != stored_key and self.payloads is not None:

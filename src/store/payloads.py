@@ -28,7 +28,9 @@ def decompress(body: bytes) -> str:
 
 def payload_key(user_id: str, thread_id: str, item_id: str) -> str:
     """The S3 key of an offloaded item body; under the user's own prefix."""
-    return f"payloads/{quote(user_id, safe='')}/{thread_id}/{item_id}.json.z"
+    # Each part is escaped, so ids containing "/" can never share a key.
+    parts = (quote(part, safe="") for part in (user_id, thread_id, item_id))
+    return "payloads/{}/{}/{}.json.z".format(*parts)
 
 
 class PayloadBucket:

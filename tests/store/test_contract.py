@@ -208,3 +208,16 @@ async def test_feedback_on_a_missing_item_is_not_found_and_creates_nothing(
 
     assert await store.load_feedback("thr_1", "msg_1", alice) is None
     assert (await store.load_thread_items("thr_1", None, 10, "asc", bob)).data == []
+
+
+async def test_saving_an_item_again_keeps_its_feedback(
+    store: DynamoDBStore, alice: RequestContext
+) -> None:
+    await store.save_thread(thread("thr_1"), alice)
+    await store.add_thread_item("thr_1", assistant_message("msg_1", "thr_1"), alice)
+    await store.save_feedback("thr_1", ["msg_1"], "positive", alice)
+
+    await store.save_item("thr_1", assistant_message("msg_1", "thr_1", text="edited"), alice)
+
+    feedback = await store.load_feedback("thr_1", "msg_1", alice)
+    assert feedback is not None and feedback.kind == "positive"

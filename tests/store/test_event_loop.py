@@ -9,7 +9,7 @@ from store import DynamoDBStore, RequestContext, TableRecord
 from tests.store.factories import attachment, thread, user_message
 from tests.store.faults import Injector
 
-OPERATIONS = ["GetItem", "PutItem", "Query", "DeleteItem", "BatchWriteItem"]
+OPERATIONS = ["GetItem", "UpdateItem", "Query", "DeleteItem", "BatchWriteItem"]
 
 
 async def test_every_dynamodb_call_leaves_the_event_loop_running(

@@ -35,11 +35,11 @@ async def test_throttled_write_is_retried_until_it_succeeds(
 ) -> None:
     store = DynamoDBStore(throttled_table)
     injector = Injector(throttled_table)
-    injector.throttle("PutItem", times=MAX_ATTEMPTS - 1, code=code)
+    injector.throttle("UpdateItem", times=MAX_ATTEMPTS - 1, code=code)
 
     await store.save_thread(thread("thr_1", title="kept"), alice)
 
-    assert injector.attempts["PutItem"] == MAX_ATTEMPTS
+    assert injector.attempts["UpdateItem"] == MAX_ATTEMPTS
     assert (await store.load_thread("thr_1", alice)).title == "kept"
 
 

@@ -113,3 +113,18 @@ async def test_offloading_without_a_bucket_is_a_clear_error(
 
     with pytest.raises(ValueError, match="S3 payload bucket"):
         await store.add_thread_item("thr_1", megabyte_widget("wdg_1", "thr_1"), alice)
+
+
+async def test_ids_with_slashes_never_share_a_payload(
+    store: DynamoDBStore, alice: RequestContext
+) -> None:
+    await store.save_thread(thread("a/b"), alice)
+    await store.save_thread(thread("a"), alice)
+    first, second = megabyte_widget("c", "a/b"), megabyte_widget("b/c", "a")
+    second.copy_text = "the other one"
+    await store.add_thread_item("a/b", first, alice)
+    await store.add_thread_item("a", second, alice)
+
+    await store.delete_thread_item("a", "b/c", alice)
+
+    assert await store.load_item("a/b", "c", alice) == first
