@@ -19,7 +19,7 @@ class SettingsError(ValueError):
     """A configuration variable has a value that cannot work; the message names it."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Settings:
     # Storage
     table_name: str = "chatkit-lambda"
@@ -33,6 +33,7 @@ class Settings:
     base_url: str | None = None
     transcription_model: str | None = None
     offline_word_delay_seconds: float = 0.03
+    model_max_retries: int = 2
     # Turn bounds: a Lambda keeps running after its client disconnects.
     history_items: int = 30
     max_agent_turns: int = 8
@@ -57,7 +58,7 @@ class Settings:
             table_name=env.get("CHATKIT_TABLE_NAME") or cls.table_name,
             bucket_name=env.get("CHATKIT_BUCKET_NAME") or cls.bucket_name,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
-            provider=provider,  # type: ignore[arg-type]
+            provider=provider,
             model=env.get("MODEL_NAME") or cls.model,
             title_model=env.get("TITLE_MODEL_NAME") or None,
             api_key=api_key,
@@ -65,6 +66,7 @@ class Settings:
             transcription_model=env.get("TRANSCRIPTION_MODEL_NAME")
             or (DEFAULT_TRANSCRIPTION_MODEL if provider == "openai" else None),
             offline_word_delay_seconds=_number(env, "OFFLINE_WORD_DELAY_MS", 30) / 1000,
+            model_max_retries=int(_number(env, "MODEL_MAX_RETRIES", cls.model_max_retries)),
             history_items=int(_number(env, "HISTORY_ITEMS", cls.history_items, minimum=1)),
             max_agent_turns=int(_number(env, "MAX_AGENT_TURNS", cls.max_agent_turns, minimum=1)),
             max_turn_seconds=_number(env, "MAX_TURN_SECONDS", cls.max_turn_seconds, minimum=1),

@@ -85,7 +85,8 @@ def bind_table(
     Meta.table_name = table_name  # type: ignore[attr-defined]
     Meta.region = region  # type: ignore[attr-defined]
     Meta.host = host  # type: ignore[attr-defined]
-    Meta.retry_configuration = {"mode": "standard", "total_max_attempts": max_attempts}  # type: ignore[attr-defined]
+    # PynamoDB turns this into botocore's standard retry mode with 1 + N attempts.
+    Meta.max_retry_attempts = max_attempts - 1  # type: ignore[attr-defined]
 
     return type(
         "BoundTableRecord",

@@ -11,7 +11,7 @@ from tests.store.conftest import BUCKET
 from tests.store.factories import thread, user_message
 from tests.store.faults import Injector
 
-MAX_ATTEMPTS = 4
+MAX_ATTEMPTS = 3
 
 
 @pytest.fixture(autouse=True)
@@ -108,3 +108,12 @@ async def test_deletes_left_unprocessed_too_often_fail_clearly_and_resume(
 
     with pytest.raises(NotFoundError):
         await store.load_thread("thr_1", alice)
+
+
+def test_bound_table_uses_the_configured_attempts(aws: None) -> None:
+    from store import bind_table
+    from store.table import dynamodb_client
+
+    record = bind_table("chatkit-attempts", region="us-east-1", max_attempts=6)
+
+    assert dynamodb_client(record).meta.config.retries["total_max_attempts"] == 6

@@ -11,7 +11,7 @@ from botocore.retries.standard import ExponentialBackoff
 from chatkit.store import NotFoundError
 
 from store import RequestContext, StoreUnavailableError, TableRecord, TaskStore
-from tests.store.conftest import TABLE
+from tests.conftest import TABLE
 from tests.store.faults import Injector
 
 T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)

@@ -1,0 +1,51 @@
+"""What a person reads when an answer fails, and whether retrying can help."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+from agents.exceptions import MaxTurnsExceeded, ModelBehaviorError
+
+from store import StoreUnavailableError
+
+
+def describe_failure(error: BaseException) -> tuple[str, bool]:
+    """Return (message for the user, allow_retry) for an error raised while answering.
+
+    Messages never include provider payloads, keys or stack traces.
+    """
+    match error:
+        case openai.AuthenticationError() | openai.PermissionDeniedError():
+            return (
+                "The model provider rejected this server's API key. "
+                "The administrator needs to check MODEL_API_KEY.",
+                False,
+            )
+        case openai.RateLimitError():
+            return ("The model provider is rate limiting requests. Try again in a moment.", True)
+        case openai.APITimeoutError() | asyncio.TimeoutError():
+            return ("The model provider took too long to answer. Try again.", True)
+        case openai.APIConnectionError():
+            return ("The model provider could not be reached. Try again.", True)
+        case openai.InternalServerError():
+            return ("The model provider had a temporary error. Try again.", True)
+        case openai.NotFoundError():
+            return (
+                "The model provider does not know the configured model. "
+                "The administrator needs to check MODEL_NAME.",
+                False,
+            )
+        case openai.APIStatusError():
+            return (
+                f"The model provider refused the request (HTTP {error.status_code}).",
+                error.status_code >= 500,
+            )
+        case MaxTurnsExceeded():
+            return ("The assistant needed too many steps and was stopped. Try rephrasing.", True)
+        case ModelBehaviorError():
+            return ("The model gave an answer this server could not use. Try again.", True)
+        case StoreUnavailableError():
+            return ("Storage is busy right now. Try again in a moment.", True)
+        case _:
+            return ("Something went wrong while answering. Try again.", True)

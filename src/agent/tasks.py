@@ -1,0 +1,231 @@
+"""The task assistant's tools, its instructions, and the handler for its widget's buttons.
+
+The model changes tasks through the four function tools; the user changes them through the
+task list widget, whose button actions the server passes to `handle_task_action`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from agents import RunContextWrapper, function_tool
+from chatkit.actions import Action
+from chatkit.agents import AgentContext
+from chatkit.store import NotFoundError, StoreItemType
+from chatkit.types import (
+    ErrorEvent,
+    HiddenContextItem,
+    ThreadItemDoneEvent,
+    ThreadItemReplacedEvent,
+    ThreadMetadata,
+    ThreadStreamEvent,
+    WidgetItem,
+)
+from pydantic import SkipValidation
+
+from agent.widgets import (
+    COMPLETE_ACTION,
+    DELETE_ACTION,
+    REOPEN_ACTION,
+    TASK_ACTIONS,
+    TASK_LIST_KEY,
+    task_list_copy_text,
+    task_list_summary,
+    task_list_widget,
+)
+from store.context import RequestContext
+from store.tasks import TaskRecord, TaskStore
+
+__all__ = [
+    "TASK_ACTIONS",
+    "TASK_INSTRUCTIONS",
+    "TASK_TOOLS",
+    "TaskAgentContext",
+    "add_task",
+    "complete_task",
+    "delete_task",
+    "handle_task_action",
+    "list_tasks",
+]
+
+TASK_INSTRUCTIONS = """\
+You are a task assistant. You keep the user's task list, only through these tools:
+- add_task(title): add one task per call, with a short title in the user's words.
+- list_tasks(): show the list. It displays a widget with every task and buttons to complete, \
+reopen and delete them. Never write the task list yourself (no bullet points, tables or \
+numbered lists of tasks), not even after calling list_tasks: the widget already shows it.
+- complete_task(number) and delete_task(number): `number` is the task number shown as "#n", \
+not a position in the list. When you are not sure which task the user means, call list_tasks \
+(its result tells you the numbers) or ask.
+Tool results are the truth: never invent tasks or numbers. Numbers are never reused.
+After a change, confirm it in one short sentence. The user can also use the widget's buttons; \
+you will find what they did in hidden context."""
+
+
+class TaskAgentContext(AgentContext[RequestContext]):
+    """chatkit's agent context for one turn, plus the store of the user's tasks."""
+
+    tasks: Annotated[TaskStore, SkipValidation]
+
+
+@function_tool
+async def add_task(ctx: RunContextWrapper[TaskAgentContext], title: str) -> str:
+    """Add a task to the user's task list.
+
+    Args:
+        title: What the task is, in a few words (1-200 characters).
+    """
+    try:
+        task = await ctx.context.tasks.add(title, ctx.context.request_context)
+    except ValueError as error:
+        return f"Task not added: {error}."
+    return f"Added task #{task.number}: {task.title}"
+
+
+@function_tool
+async def list_tasks(ctx: RunContextWrapper[TaskAgentContext]) -> str:
+    """Show the user's task list to the user as a widget (do not repeat it in your reply)."""
+    tasks = await ctx.context.tasks.list(ctx.context.request_context)
+    await ctx.context.stream_widget(task_list_widget(tasks), copy_text=task_list_copy_text(tasks))
+    return _shown_to_user(tasks)
+
+
+@function_tool
+async def complete_task(ctx: RunContextWrapper[TaskAgentContext], number: int) -> str:
+    """Mark a task of the user's list as done.
+
+    Args:
+        number: The task's number (shown as "#n" in the list).
+    """
+    try:
+        task = await ctx.context.tasks.complete(number, ctx.context.request_context)
+    except NotFoundError:
+        return f"Task {number} does not exist"
+    return f"Completed task #{task.number}: {task.title}"
+
+
+@function_tool
+async def delete_task(ctx: RunContextWrapper[TaskAgentContext], number: int) -> str:
+    """Delete a task from the user's list.
+
+    Args:
+        number: The task's number (shown as "#n" in the list).
+    """
+    try:
+        task = await ctx.context.tasks.delete(number, ctx.context.request_context)
+    except NotFoundError:
+        return f"Task {number} does not exist"
+    return f"Deleted task #{task.number}: {task.title}"
+
+
+TASK_TOOLS = [add_task, list_tasks, complete_task, delete_task]
+
+
+async def handle_task_action(
+    thread: ThreadMetadata,
+    action: Action[str, Any],
+    sender: WidgetItem | None,
+    context: RequestContext,
+    tasks: TaskStore,
+    generate_item_id: Callable[[StoreItemType], str],
+) -> AsyncIterator[ThreadStreamEvent]:
+    """Apply a task list button (`tasks.complete`, `tasks.reopen`, `tasks.delete`).
+
+    Yields the sender re-rendered from the fresh list, in place (ThreadItemReplacedEvent: same
+    id, same created_at), then a HiddenContextItem telling the model what the user did
+    (ThreadItemDoneEvent: ChatKitServer stores it and never sends it to the client). A task
+    that no longer exists still re-renders the widget; the hidden context says so.
+    An unknown action type, a sender that is not a task list widget, or a payload without a
+    positive integer `number` yields a single ErrorEvent and changes nothing.
+    """
+    if action.type not in TASK_ACTIONS:
+        yield _error(f"Unknown task action {action.type!r}.")
+        return
+    if sender is None or sender.widget.key != TASK_LIST_KEY:
+        yield _error("Task actions only work from the task list widget.")
+        return
+    number = _task_number(action.payload)
+    if number is None:
+        yield _error('A task action needs the payload {"number": <positive integer>}.')
+        return
+
+    task: TaskRecord | None
+    try:
+        task = await _apply(action.type, number, tasks, context)
+    except NotFoundError:
+        task = None
+
+    fresh = await tasks.list(context)
+    yield ThreadItemReplacedEvent(
+        item=sender.model_copy(
+            update={"widget": task_list_widget(fresh), "copy_text": task_list_copy_text(fresh)}
+        )
+    )
+    yield ThreadItemDoneEvent(
+        item=HiddenContextItem(
+            id=generate_item_id("message"),
+            thread_id=thread.id,
+            created_at=datetime.now(UTC),
+            content=_what_the_user_did(action.type, number, task),
+        )
+    )
+
+
+def _shown_to_user(tasks: Sequence[TaskRecord]) -> str:
+    if not tasks:
+        return (
+            "The user's task list is empty; it is now shown to the user as a widget. "
+            "Do not repeat it."
+        )
+    reference = "; ".join(
+        f"#{task.number} {task.title} ({'done' if task.done else 'open'})" for task in tasks
+    )
+    return (
+        f"The task list ({task_list_summary(tasks)}) is now shown to the user as a widget. "
+        "Do not repeat or reformat it in your reply. "
+        f"For your reference only: {reference}"
+    )
+
+
+async def _apply(
+    action_type: str, number: int, tasks: TaskStore, context: RequestContext
+) -> TaskRecord:
+    if action_type == COMPLETE_ACTION:
+        return await tasks.complete(number, context)
+    if action_type == REOPEN_ACTION:
+        return await tasks.reopen(number, context)
+    return await tasks.delete(number, context)
+
+
+def _task_number(payload: object) -> int | None:
+    """The payload's `number` if it is a positive int (payloads come from the client)."""
+    if not isinstance(payload, dict):
+        return None
+    number = payload.get("number")
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        return None
+    return number
+
+
+_DID = {
+    COMPLETE_ACTION: "marked task #{number} '{title}' as done",
+    REOPEN_ACTION: "reopened task #{number} '{title}'",
+    DELETE_ACTION: "deleted task #{number} '{title}'",
+}
+_TRIED = {COMPLETE_ACTION: "complete", REOPEN_ACTION: "reopen", DELETE_ACTION: "delete"}
+
+
+def _what_the_user_did(action_type: str, number: int, task: TaskRecord | None) -> str:
+    if task is None:
+        return (
+            f"The user tried to {_TRIED[action_type]} task #{number} via the widget, "
+            "but it no longer exists."
+        )
+    did = _DID[action_type].format(number=task.number, title=task.title)
+    return f"The user {did} via the widget."
+
+
+def _error(message: str) -> ErrorEvent:
+    return ErrorEvent(code="custom", message=message, allow_retry=False)

@@ -1,0 +1,97 @@
+"""A fake OpenAI-compatible Chat Completions server on 127.0.0.1, scripted per request."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """One scripted answer: streamed text chunks, an HTTP error, or a stream cut half way."""
+
+    chunks: list[str] = field(default_factory=list)
+    status: int = 200
+    cut_after: int | None = None  # close the connection after this many chunks
+
+
+@dataclass
+class FakeOpenAI:
+    replies: list[Reply] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    base_url: str = ""
+
+    def next_reply(self) -> Reply:
+        return self.replies.pop(0) if self.replies else Reply(chunks=["Default ", "answer."])
+
+
+def _chunk(content: str | None, finish: str | None = None) -> bytes:
+    delta = {"role": "assistant", "content": content} if content is not None else {}
+    payload = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fake-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", "0"))
+            fake.requests.append(json.loads(self.rfile.read(length) or b"{}"))
+            reply = fake.next_reply()
+            if reply.status != 200:
+                body = json.dumps({"error": {"message": "scripted failure", "type": "x"}}).encode()
+                self.send_response(reply.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            events = [_chunk(text) for text in reply.chunks]
+            if reply.cut_after is None:
+                events += [_chunk(None, "stop"), b"data: [DONE]\n\n"]
+            else:
+                events = events[: reply.cut_after]
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            # A promised length that is never reached makes a cut stream an error, not an end.
+            self.send_header(
+                "content-length",
+                str(sum(map(len, events)) + (10**6 if reply.cut_after is not None else 0)),
+            )
+            self.end_headers()
+            for event in events:
+                self.wfile.write(event)
+                self.wfile.flush()
+            if reply.cut_after is not None:
+                self.close_connection = True
+
+    return Handler
+
+
+@contextmanager
+def fake_openai_server() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,181 @@
+"""How answers are produced and bounded: real providers' ids, failures, time and turn limits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from agents import Model
+
+from agent.offline_model import OfflineModel
+from agent.providers import Models, build_models
+from agent.server import AssistantServer, TurnLimits
+from settings import Settings
+from store import DynamoDBStore, RequestContext
+from store.tasks import TaskStore
+from tests.agent.conftest import (
+    add_message,
+    all_items,
+    assistant_text,
+    create_thread,
+    of_type,
+    offline_models,
+    stream,
+)
+from tests.agent.fake_openai import FakeOpenAI, Reply, fake_openai_server
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with fake_openai_server() as fake:
+        yield fake
+
+
+def compatible_server(store: DynamoDBStore, tasks: TaskStore, fake: FakeOpenAI) -> AssistantServer:
+    settings = Settings(
+        provider="openai-compatible",
+        base_url=fake.base_url,
+        api_key="test-key",
+        model="fake-model",
+        model_max_retries=0,
+    )
+    models = build_models(settings)
+    # Titles come from the offline truncation, so every scripted reply is an answer.
+    return AssistantServer(store, tasks, Models(models.provider, models.chat, None, None))
+
+
+async def test_chat_completions_answers_get_distinct_persisted_ids(
+    store: DynamoDBStore, tasks: TaskStore, alice: RequestContext, fake_openai: FakeOpenAI
+) -> None:
+    server = compatible_server(store, tasks, fake_openai)
+    fake_openai.replies = [Reply(["First ", "answer."]), Reply(["Second ", "answer."])]
+
+    first = await stream(server, create_thread("Hi"), alice)
+    thread_id = first[0]["thread"]["id"]
+    second = await stream(server, add_message(thread_id, "Again"), alice)
+
+    assert assistant_text(first) == "First answer."
+    assert assistant_text(second) == "Second answer."
+    answers = [
+        item
+        for item in await all_items(store, thread_id, alice)
+        if item.type == "assistant_message"
+    ]
+    assert len(answers) == 2
+    assert len({answer.id for answer in answers}) == 2
+    assert "__fake_id__" not in {answer.id for answer in answers}
+    # The second request carried the first turn to the model.
+    contents = [message.get("content") for message in fake_openai.requests[1]["messages"]]
+    assert "First answer." in str(contents)
+
+
+async def test_provider_failing_mid_answer_leaves_nothing_half_written_and_retry_works(
+    store: DynamoDBStore, tasks: TaskStore, alice: RequestContext, fake_openai: FakeOpenAI
+) -> None:
+    server = compatible_server(store, tasks, fake_openai)
+    fake_openai.replies = [Reply(["Half ", "an ", "answer "], cut_after=2)]
+
+    events = await stream(server, create_thread("Tell me a story"), alice)
+
+    error = of_type(events, "error")[0]
+    assert error["allow_retry"] is True and error["message"]
+    partial_ids = {event["item"]["id"] for event in of_type(events, "thread.item.added")}
+    assert partial_ids and partial_ids <= {
+        event["item_id"] for event in of_type(events, "thread.item.removed")
+    }
+    thread_id = events[0]["thread"]["id"]
+    items = await all_items(store, thread_id, alice)
+    assert [item.type for item in items] == ["user_message"]
+
+    fake_openai.replies = [Reply(["A ", "whole ", "story."])]
+    retried = await stream(
+        server,
+        {
+            "type": "threads.retry_after_item",
+            "params": {"thread_id": thread_id, "item_id": items[0].id},
+        },
+        alice,
+    )
+
+    assert assistant_text(retried) == "A whole story."
+    assert [item.type for item in await all_items(store, thread_id, alice)] == [
+        "user_message",
+        "assistant_message",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "words", "allow_retry"),
+    [
+        (401, "API key", False),
+        (429, "rate limiting", True),
+        (500, "temporary error", True),
+        (404, "MODEL_NAME", False),
+    ],
+)
+async def test_provider_errors_become_error_events_people_understand(
+    store: DynamoDBStore,
+    tasks: TaskStore,
+    alice: RequestContext,
+    fake_openai: FakeOpenAI,
+    status: int,
+    words: str,
+    allow_retry: bool,
+) -> None:
+    server = compatible_server(store, tasks, fake_openai)
+    fake_openai.replies = [Reply(status=status)]
+
+    events = await stream(server, create_thread("Hello"), alice)
+
+    error = of_type(events, "error")[0]
+    assert words in error["message"]
+    assert error["allow_retry"] is allow_retry
+    assert "test-key" not in str(events)
+    thread_id = events[0]["thread"]["id"]
+    assert [item.type for item in await all_items(store, thread_id, alice)] == ["user_message"]
+
+
+class StallingModel(OfflineModel):
+    """Streams a few words, then waits forever: only the server's time limit can end the turn."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        sent = 0
+        async for event in super().stream_response(*args, **kwargs):
+            if getattr(event, "type", "") == "response.output_text.delta":
+                sent += 1
+                if sent > 3:
+                    await asyncio.Event().wait()
+            yield event
+
+
+async def test_answer_over_the_time_limit_is_stopped_and_its_part_kept(
+    store: DynamoDBStore, tasks: TaskStore, alice: RequestContext
+) -> None:
+    model: Model = StallingModel()
+    limits = TurnLimits(max_turn_seconds=0.5)
+    server = AssistantServer(store, tasks, Models("offline", model, None, None), limits)
+
+    events = await stream(server, create_thread("Tell me everything"), alice)
+
+    assert "took longer than 0.5 seconds" in of_type(events, "error")[0]["message"]
+    thread_id = events[0]["thread"]["id"]
+    items = await all_items(store, thread_id, alice)
+    assert [item.type for item in items] == ["user_message", "assistant_message"]
+    partial = items[1].content[0].text  # type: ignore[union-attr]
+    assert partial and partial == assistant_text(events)
+
+
+async def test_tool_loops_beyond_the_turn_limit_are_stopped(
+    store: DynamoDBStore, tasks: TaskStore, alice: RequestContext
+) -> None:
+    server = AssistantServer(store, tasks, offline_models(), TurnLimits(max_agent_turns=1))
+
+    events = await stream(server, create_thread("add a task to buy milk"), alice)
+
+    error = of_type(events, "error")[0]
+    assert "too many steps" in error["message"] and error["allow_retry"] is True
