@@ -18,16 +18,44 @@ class Reply:
     chunks: list[str] = field(default_factory=list)
     status: int = 200
     cut_after: int | None = None  # close the connection after this many chunks
+    tool_call: tuple[str, str] | None = None  # (name, raw JSON arguments)
 
 
 @dataclass
 class FakeOpenAI:
     replies: list[Reply] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    titles: list[str] = field(default_factory=list)  # answers to title requests, in order
+    transcripts: list[bytes] = field(default_factory=list)  # audio received for transcription
     base_url: str = ""
 
-    def next_reply(self) -> Reply:
+    def next_reply(self, request: dict[str, Any]) -> Reply:
+        if "Write a short title" in json.dumps(request.get("messages", [])[:1]):
+            return Reply(chunks=[self.titles.pop(0) if self.titles else "A title"])
         return self.replies.pop(0) if self.replies else Reply(chunks=["Default ", "answer."])
+
+
+def _tool_call_chunk(name: str, arguments: str) -> bytes:
+    call = {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }
+    payload = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fake-model",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"role": "assistant", "tool_calls": [call]},
+                "finish_reason": None,
+            }
+        ],
+    }
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
 def _chunk(content: str | None, finish: str | None = None) -> bytes:
@@ -51,19 +79,40 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
-            fake.requests.append(json.loads(self.rfile.read(length) or b"{}"))
-            reply = fake.next_reply()
+            raw = self.rfile.read(length)
+            if self.path.endswith("/audio/transcriptions"):
+                fake.transcripts.append(raw)
+                self._send_json(200, {"text": "buy milk"})
+                return
+            request = json.loads(raw or b"{}")
+            fake.requests.append(request)
+            reply = fake.next_reply(request)
             if reply.status != 200:
-                body = json.dumps({"error": {"message": "scripted failure", "type": "x"}}).encode()
-                self.send_response(reply.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self._send_json(
+                    reply.status, {"error": {"message": "scripted failure", "type": "x"}}
+                )
+                return
+            if not request.get("stream"):
+                message = {"role": "assistant", "content": "".join(reply.chunks)}
+                choice = {"index": 0, "message": message, "finish_reason": "stop"}
+                self._send_json(
+                    200,
+                    {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": "fake-model",
+                        "choices": [choice],
+                    },
+                )
                 return
             events = [_chunk(text) for text in reply.chunks]
+            finish = "stop"
+            if reply.tool_call is not None:
+                events.append(_tool_call_chunk(*reply.tool_call))
+                finish = "tool_calls"
             if reply.cut_after is None:
-                events += [_chunk(None, "stop"), b"data: [DONE]\n\n"]
+                events += [_chunk(None, finish), b"data: [DONE]\n\n"]
             else:
                 events = events[: reply.cut_after]
             self.send_response(200)
@@ -79,6 +128,14 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
             if reply.cut_after is not None:
                 self.close_connection = True
+
+        def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
     return Handler
 

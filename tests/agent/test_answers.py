@@ -179,3 +179,97 @@ async def test_tool_loops_beyond_the_turn_limit_are_stopped(
 
     error = of_type(events, "error")[0]
     assert "too many steps" in error["message"] and error["allow_retry"] is True
+
+
+async def test_real_provider_titles_new_threads_with_a_model_call(
+    store: DynamoDBStore, tasks: TaskStore, alice: RequestContext, fake_openai: FakeOpenAI
+) -> None:
+    settings = Settings(
+        provider="openai-compatible",
+        base_url=fake_openai.base_url,
+        api_key="k",
+        model_max_retries=0,
+    )
+    server = AssistantServer(store, tasks, build_models(settings))
+    fake_openai.replies = [Reply(["Sure."])]
+    fake_openai.titles = ["Weekend picnic plans"]
+
+    events = await stream(server, create_thread("help me plan a picnic this weekend"), alice)
+
+    assert of_type(events, "thread.updated")[-1]["thread"]["title"] == "Weekend picnic plans"
+    assert (
+        await store.load_thread(events[0]["thread"]["id"], alice)
+    ).title == "Weekend picnic plans"
+
+
+async def test_failed_title_call_falls_back_to_the_first_message(
+    store: DynamoDBStore, tasks: TaskStore, alice: RequestContext, fake_openai: FakeOpenAI
+) -> None:
+    settings = Settings(
+        provider="openai-compatible",
+        base_url=fake_openai.base_url,
+        api_key="k",
+        model_max_retries=0,
+    )
+    server = AssistantServer(store, tasks, build_models(settings))
+    fake_openai.replies = [Reply(["Sure."])]
+    fake_openai.titles = []  # the fake answers title requests with "A title" unless told...
+
+    original = fake_openai.next_reply
+
+    def failing_titles(request: dict[str, Any]) -> Reply:
+        if "Write a short title" in str(request.get("messages", [])[:1]):
+            return Reply(status=500)
+        return original(request)
+
+    fake_openai.next_reply = failing_titles  # type: ignore[method-assign]
+
+    events = await stream(server, create_thread("help me plan a picnic"), alice)
+
+    assert assistant_text(events) == "Sure."
+    assert of_type(events, "thread.updated")[-1]["thread"]["title"] == "Help me plan a picnic"
+
+
+async def test_bad_tool_arguments_from_the_model_do_not_break_the_turn(
+    store: DynamoDBStore, tasks: TaskStore, alice: RequestContext, fake_openai: FakeOpenAI
+) -> None:
+    server = compatible_server(store, tasks, fake_openai)
+    fake_openai.replies = [
+        Reply(tool_call=("add_task", "{this is not json")),
+        Reply(["Sorry, ", "I could not add that."]),
+    ]
+
+    events = await stream(server, create_thread("add a task"), alice)
+
+    assert assistant_text(events) == "Sorry, I could not add that."
+    assert of_type(events, "error") == []
+    assert await tasks.list(alice) == []
+    tool_result = fake_openai.requests[1]["messages"][-1]
+    assert tool_result["role"] == "tool" and "error" in tool_result["content"].lower()
+
+
+async def test_openai_transcription_is_used_for_dictation(
+    store: DynamoDBStore, tasks: TaskStore, alice: RequestContext, fake_openai: FakeOpenAI
+) -> None:
+    import base64
+
+    from tests.agent.conftest import call
+
+    settings = Settings(
+        provider="openai",
+        base_url=fake_openai.base_url,
+        api_key="k",
+        transcription_model="gpt-4o-mini-transcribe",
+        model_max_retries=0,
+    )
+    server = AssistantServer(store, tasks, build_models(settings))
+    audio = base64.b64encode(b"OggS-fake-audio").decode()
+
+    result = await call(
+        server,
+        {"type": "input.transcribe", "params": {"audio_base64": audio, "mime_type": "audio/ogg"}},
+        alice,
+    )
+
+    assert result == {"text": "buy milk"}
+    assert b"OggS-fake-audio" in fake_openai.transcripts[0]
