@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 Provider = Literal["openai", "openai-compatible", "offline"]
+AuthMode = Literal["hs256", "oidc"]
 PROVIDERS: tuple[Provider, ...] = ("openai", "openai-compatible", "offline")
 DEFAULT_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
+DEFAULT_UPLOAD_TYPES = (
+    "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,text/markdown,text/csv"
+)
 
 
 class SettingsError(ValueError):
@@ -30,6 +34,7 @@ class Settings:
     model: str = "gpt-4.1-mini"
     title_model: str | None = None
     api_key: str | None = None
+    api_key_parameter: str | None = None
     base_url: str | None = None
     transcription_model: str | None = None
     offline_word_delay_seconds: float = 0.03
@@ -38,21 +43,41 @@ class Settings:
     history_items: int = 30
     max_agent_turns: int = 8
     max_turn_seconds: float = 60.0
+    daily_turn_limit: int = 0  # 0: no quota
+    # Auth: HS256 tokens signed with a shared secret (from SSM), or an OIDC issuer's tokens.
+    auth_mode: AuthMode = "hs256"
+    auth_secret_parameter: str | None = None
+    auth_dev_secret: str | None = None  # local development only
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    secrets_max_age_seconds: float = 300.0
+    # HTTP and uploads
+    max_request_bytes: int = 6_000_000
+    upload_max_bytes: int = 20_000_000
+    upload_allowed_types: tuple[str, ...] = tuple(DEFAULT_UPLOAD_TYPES.split(","))
+    upload_url_seconds: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the settings; raise SettingsError naming the variable when one is invalid."""
         env = os.environ if env is None else env
         api_key = env.get("MODEL_API_KEY") or env.get("OPENAI_API_KEY") or None
+        api_key_parameter = env.get("MODEL_API_KEY_PARAMETER") or None
         base_url = env.get("MODEL_BASE_URL") or None
-        provider = env.get("MODEL_PROVIDER") or _default_provider(api_key, base_url)
+        has_key = bool(api_key or api_key_parameter)
+        provider = env.get("MODEL_PROVIDER") or _default_provider(has_key, base_url)
+        auth_mode = env.get("AUTH_MODE") or "hs256"
+        if auth_mode not in ("hs256", "oidc"):
+            raise SettingsError("AUTH_MODE must be hs256 or oidc")
         if provider not in PROVIDERS:
             raise SettingsError(f"MODEL_PROVIDER must be one of {', '.join(PROVIDERS)}")
         if provider == "openai-compatible" and not base_url:
             raise SettingsError("MODEL_BASE_URL is required when MODEL_PROVIDER=openai-compatible")
-        if provider == "openai" and not api_key:
+        if provider == "openai" and not has_key:
             raise SettingsError(
-                "MODEL_API_KEY (or OPENAI_API_KEY) is required for MODEL_PROVIDER=openai"
+                "MODEL_API_KEY_PARAMETER (or MODEL_API_KEY / OPENAI_API_KEY) is required "
+                "for MODEL_PROVIDER=openai"
             )
         return cls(
             table_name=env.get("CHATKIT_TABLE_NAME") or cls.table_name,
@@ -62,6 +87,7 @@ class Settings:
             model=env.get("MODEL_NAME") or cls.model,
             title_model=env.get("TITLE_MODEL_NAME") or None,
             api_key=api_key,
+            api_key_parameter=api_key_parameter,
             base_url=base_url,
             transcription_model=env.get("TRANSCRIPTION_MODEL_NAME")
             or (DEFAULT_TRANSCRIPTION_MODEL if provider == "openai" else None),
@@ -70,13 +96,35 @@ class Settings:
             history_items=int(_number(env, "HISTORY_ITEMS", cls.history_items, minimum=1)),
             max_agent_turns=int(_number(env, "MAX_AGENT_TURNS", cls.max_agent_turns, minimum=1)),
             max_turn_seconds=_number(env, "MAX_TURN_SECONDS", cls.max_turn_seconds, minimum=1),
+            daily_turn_limit=int(_number(env, "DAILY_TURN_LIMIT", cls.daily_turn_limit)),
+            auth_mode=auth_mode,  # type: ignore[arg-type]
+            auth_secret_parameter=env.get("AUTH_SECRET_PARAMETER") or None,
+            auth_dev_secret=env.get("AUTH_DEV_SECRET") or None,
+            oidc_issuer=env.get("OIDC_ISSUER") or None,
+            oidc_audience=env.get("OIDC_AUDIENCE") or None,
+            oidc_jwks_url=env.get("OIDC_JWKS_URL") or None,
+            secrets_max_age_seconds=_number(
+                env, "SECRETS_MAX_AGE_SECONDS", cls.secrets_max_age_seconds
+            ),
+            max_request_bytes=int(
+                _number(env, "MAX_REQUEST_BYTES", cls.max_request_bytes, minimum=1024)
+            ),
+            upload_max_bytes=int(_number(env, "UPLOAD_MAX_BYTES", cls.upload_max_bytes, minimum=1)),
+            upload_allowed_types=tuple(
+                kind.strip().lower()
+                for kind in (env.get("UPLOAD_ALLOWED_TYPES") or DEFAULT_UPLOAD_TYPES).split(",")
+                if kind.strip()
+            ),
+            upload_url_seconds=int(
+                _number(env, "UPLOAD_URL_SECONDS", cls.upload_url_seconds, minimum=30)
+            ),
         )
 
 
-def _default_provider(api_key: str | None, base_url: str | None) -> Provider:
+def _default_provider(has_key: bool, base_url: str | None) -> Provider:
     if base_url:
         return "openai-compatible"
-    return "openai" if api_key else "offline"
+    return "openai" if has_key else "offline"
 
 
 def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:

@@ -26,13 +26,20 @@ class Models:
     transcribe: Transcriber | None
 
 
-def build_models(settings: Settings) -> Models:
-    """Build the models for `settings.provider`; no network call is made here."""
+ApiKey = str | Callable[[], Awaitable[str]]
+
+
+def build_models(settings: Settings, api_key: ApiKey | None = None) -> Models:
+    """Build the models for `settings.provider`; no network call is made here.
+
+    `api_key` overrides `settings.api_key`; a callable is asked before each request
+    (a cached secret from SSM, so a rotated key is picked up).
+    """
     if settings.provider == "offline":
         return Models("offline", OfflineModel(settings.offline_word_delay_seconds), None, None)
 
     client = AsyncOpenAI(
-        api_key=settings.api_key or "not-needed",
+        api_key=api_key or settings.api_key or "not-needed",
         base_url=settings.base_url,
         max_retries=settings.model_max_retries,
     )

@@ -1,31 +1,102 @@
 """The ASGI app: `POST /chatkit` speaks the ChatKit protocol, `GET /health` answers probes.
 
 Every entry point (streaming Lambda, buffered Lambda, local uvicorn) serves this same app.
+Each request is logged once (structured JSON: request id, user id, thread id, request type,
+status, timings; never message text or secrets) and measured (CloudWatch EMF metrics).
 """
 
 # No `from __future__ import annotations`: FastAPI must resolve the closure's dependency.
 import json
-import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from chatkit.server import ChatKitServer, StreamingResult
 from chatkit.store import NotFoundError
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
+from handlers.auth import AuthConfigurationError, AuthError
+from handlers.secrets import SecretUnavailableError
 from store import RequestContext, StoreUnavailableError
 
-logger = logging.getLogger(__name__)
+logger = Logger(service="chatkit-lambda")
+metrics = Metrics(namespace="ChatKitLambda", service="chatkit-lambda")
 
 Authenticator = Callable[[Request], Awaitable[RequestContext]]
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+DEFAULT_MAX_REQUEST_BYTES = 6_000_000
 
 
-def create_app(server: ChatKitServer[RequestContext], authenticate: Authenticator) -> FastAPI:
+class RequestTooLargeError(Exception):
+    """The body is over the configured limit (413)."""
+
+
+@dataclass
+class RequestLog:
+    """What one request did, logged and measured once when it ends."""
+
+    request_type: str = "unknown"
+    thread_id: str | None = None
+    user_id: str | None = None
+    request_id: str | None = None
+    status: int = 200
+    started: float = field(default_factory=time.perf_counter)
+    first_event_ms: float | None = None
+    error: str | None = None
+
+    def finish(self) -> None:
+        duration_ms = (time.perf_counter() - self.started) * 1000
+        logger.info(
+            "chatkit request",
+            extra={
+                "request_id": self.request_id,
+                "user_id": self.user_id,
+                "thread_id": self.thread_id,
+                "request_type": self.request_type,
+                "status": self.status,
+                "duration_ms": round(duration_ms, 1),
+                "first_event_ms": self.first_event_ms,
+                "error": self.error,
+            },
+        )
+        metrics.add_dimension(name="RequestType", value=self.request_type)
+        metrics.add_metric(name="RequestLatency", unit=MetricUnit.Milliseconds, value=duration_ms)
+        if self.first_event_ms is not None:
+            metrics.add_metric(
+                name="TimeToFirstEvent", unit=MetricUnit.Milliseconds, value=self.first_event_ms
+            )
+        metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=int(self.error is not None))
+        metrics.flush_metrics()
+
+
+def create_app(
+    server: ChatKitServer[RequestContext],
+    authenticate: Authenticator,
+    *,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+) -> FastAPI:
     """The app serving `server`; `authenticate` turns a request into the caller's context."""
     app = FastAPI(title="chatkit-lambda", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(AuthError)
+    async def unauthorized(request: Request, error: AuthError) -> JSONResponse:
+        challenge = 'Bearer realm="chatkit"'
+        if error.token_present:
+            challenge += f', error="invalid_token", error_description="{error.description}"'
+        response = _json_error(401, "unauthorized", error.description)
+        response.headers["www-authenticate"] = challenge
+        return response
+
+    @app.exception_handler(AuthConfigurationError)
+    @app.exception_handler(SecretUnavailableError)
+    async def misconfigured(request: Request, error: Exception) -> JSONResponse:
+        logger.error("server configuration error", extra={"error": str(error)})
+        return _json_error(500, "configuration_error", f"Server misconfigured: {error}")
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -35,19 +106,26 @@ def create_app(server: ChatKitServer[RequestContext], authenticate: Authenticato
     async def chatkit(
         request: Request, context: Annotated[RequestContext, Depends(authenticate)]
     ) -> Response:
-        body = await request.body()
+        log = RequestLog(user_id=context.user_id, request_id=context.request_id)
         try:
+            body = await _read_body(request, max_request_bytes)
+            log.request_type, log.thread_id = _describe(body)
             result = await server.process(body, context)
             if not isinstance(result, StreamingResult):
+                log.finish()
                 return Response(result.json, media_type="application/json")
             events = aiter(result)
             # The first event is awaited before the 200 goes out, so an unknown thread or a
             # bad id still gets a 404/400 instead of a stream that just ends.
             first = await anext(events, None)
+            log.first_event_ms = round((time.perf_counter() - log.started) * 1000, 1)
         except Exception as error:
-            return error_response(error)
+            response = error_response(error)
+            log.status, log.error = response.status_code, type(error).__name__
+            log.finish()
+            return response
         return StreamingResponse(
-            _stream(first, events), media_type="text/event-stream", headers=SSE_HEADERS
+            _stream(first, events, log), media_type="text/event-stream", headers=SSE_HEADERS
         )
 
     return app
@@ -56,6 +134,8 @@ def create_app(server: ChatKitServer[RequestContext], authenticate: Authenticato
 def error_response(error: Exception) -> JSONResponse:
     """The one place errors become HTTP answers; internals never reach the client."""
     match error:
+        case RequestTooLargeError():
+            return _json_error(413, "request_too_large", str(error))
         case ValidationError():
             problems = "; ".join(
                 f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
@@ -66,6 +146,9 @@ def error_response(error: Exception) -> JSONResponse:
             return _json_error(404, "not_found", str(error) or "Not found")
         case StoreUnavailableError():
             return _json_error(503, "unavailable", str(error), headers={"retry-after": "2"})
+        case SecretUnavailableError() | AuthConfigurationError():
+            logger.error("server configuration error", extra={"error": str(error)})
+            return _json_error(500, "configuration_error", f"Server misconfigured: {error}")
         case ValueError():
             return _json_error(400, "invalid_request", str(error))
         case _:
@@ -79,15 +162,49 @@ def _json_error(
     return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
 
 
-async def _stream(first: bytes | None, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The events as they come; a failure after the first byte becomes an `error` event."""
-    if first is None:
-        return
-    yield first
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing more than `limit` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLargeError(f"Request body is over the limit of {limit} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestTooLargeError(f"Request body is over the limit of {limit} bytes.")
+    return bytes(body)
+
+
+def _describe(body: bytes) -> tuple[str, str | None]:
+    """The request type and thread id, for logs only (validation is the SDK's)."""
     try:
+        parsed: Any = json.loads(body)
+        params = parsed.get("params") or {}
+        request_type, thread_id = parsed.get("type"), params.get("thread_id")
+    except (ValueError, AttributeError):
+        return "invalid", None
+    return (
+        request_type if isinstance(request_type, str) else "invalid",
+        thread_id if isinstance(thread_id, str) else None,
+    )
+
+
+async def _stream(
+    first: bytes | None, events: AsyncIterator[bytes], log: RequestLog
+) -> AsyncIterator[bytes]:
+    """The events as they come; a failure after the first byte becomes an `error` event."""
+    try:
+        if first is None:
+            return
+        yield first
         async for event in events:
+            if event.startswith(b'data: {"type":"error"'):
+                log.error = "error_event"
             yield event
     except Exception as error:
+        log.error = type(error).__name__
         logger.exception("stream failed", exc_info=error)
         payload = {"type": "error", "code": "stream.error", "allow_retry": True}
         yield b"data: " + json.dumps(payload).encode() + b"\n\n"
+    finally:
+        log.finish()

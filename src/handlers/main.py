@@ -1,0 +1,55 @@
+"""The composition root: settings in, the ASGI app out. Every entry point starts here.
+
+Building does no network I/O (clients connect on first use, secrets are read on first use),
+so it is safe during Lambda init and in tests.
+"""
+
+from __future__ import annotations
+
+import boto3
+from botocore.config import Config
+from fastapi import FastAPI
+
+from agent.providers import build_models
+from agent.server import AssistantServer, TurnLimits
+from handlers.app import create_app
+from handlers.auth import bearer_authenticator, build_verifier
+from handlers.secrets import SecretParameter
+from settings import Settings
+from store import DynamoDBStore, PayloadBucket, bind_table
+from store.tasks import TaskStore
+
+
+def build_server(settings: Settings) -> AssistantServer:
+    """The ChatKit server on the configured table, bucket and model provider."""
+    table = bind_table(settings.table_name, region=settings.region)
+    s3 = boto3.client(
+        "s3",
+        region_name=settings.region,
+        config=Config(signature_version="s3v4", retries={"mode": "standard"}),
+    )
+    store = DynamoDBStore(table, PayloadBucket(s3, settings.bucket_name))
+    limits = TurnLimits(
+        history_items=settings.history_items,
+        max_agent_turns=settings.max_agent_turns,
+        max_turn_seconds=settings.max_turn_seconds,
+    )
+    api_key = None
+    if settings.api_key_parameter:
+        secret = SecretParameter(settings.api_key_parameter, settings.secrets_max_age_seconds)
+        api_key = secret.get
+    models = build_models(settings, api_key)
+    return AssistantServer(store, TaskStore(table), models, limits)
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    """The app, configured from the environment unless `settings` are given.
+
+    Raises SettingsError or AuthConfigurationError, naming the variable, when the
+    configuration cannot work.
+    """
+    settings = settings or Settings.from_env()
+    authenticate = bearer_authenticator(build_verifier(settings))
+    return create_app(
+        build_server(settings), authenticate, max_request_bytes=settings.max_request_bytes
+    )
