@@ -12,47 +12,24 @@ from DESIGN.md section 4 is exceeded (see `check`).
 
 from __future__ import annotations
 
-import os
+import asyncio
+import base64
+import math
+import random
+import re
 import sys
-from pathlib import Path
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-# Offline, fake credentials, no endpoint overrides: every AWS call must hit moto's mock.
-os.environ.update(
-    {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SECURITY_TOKEN": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }
-)
-for _name in (
-    "AWS_PROFILE",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_DYNAMODB",
-    "AWS_ENDPOINT_URL_S3",
-):
-    os.environ.pop(_name, None)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-import asyncio  # noqa: E402
-import base64  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import random  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from collections.abc import AsyncIterator, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from typing import Any  # noqa: E402
-
-import boto3  # noqa: E402
-from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult  # noqa: E402
-from chatkit.store import NotFoundError  # noqa: E402
-from chatkit.types import (  # noqa: E402
+import boto3
+from chatkit.server import ChatKitServer
+from chatkit.store import NotFoundError
+from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageItem,
     FileAttachment,
@@ -64,8 +41,19 @@ from chatkit.types import (  # noqa: E402
     UserMessageItem,
     UserMessageTextContent,
 )
-from moto import mock_aws  # noqa: E402
-from moto.dynamodb.models.table import RESULT_SIZE_LIMIT  # noqa: E402
+from moto import mock_aws
+from moto.dynamodb.models.table import RESULT_SIZE_LIMIT
+
+from counting import (
+    Measurement,
+    RequestCounter,
+    call_chatkit,
+    describe,
+    use_offline_aws,
+    user_input,
+)
+
+use_offline_aws()
 
 from store import (  # noqa: E402
     DynamoDBStore,
@@ -121,67 +109,6 @@ START = time.perf_counter()
 # -- counting ---------------------------------------------------------------------------
 
 
-@dataclass
-class Measurement:
-    calls: Counter[str] = field(default_factory=Counter)  # DynamoDB API calls by name
-    items: Counter[str] = field(default_factory=Counter)  # items read by API name
-    s3: Counter[str] = field(default_factory=Counter)  # S3 API calls by name
-
-    @property
-    def requests(self) -> int:
-        return sum(self.calls.values())
-
-    @property
-    def s3_requests(self) -> int:
-        return sum(self.s3.values())
-
-
-class RequestCounter:
-    """botocore event handlers on the store's DynamoDB and S3 clients; count inside `measure`."""
-
-    def __init__(self, dynamodb: Any, s3: Any) -> None:
-        self.dynamodb = dynamodb
-        self.s3 = s3
-        self.current: Measurement | None = None
-        dynamodb.meta.events.register("before-call.dynamodb.*", self._dynamodb_call)
-        dynamodb.meta.events.register("after-call.dynamodb.*", self._dynamodb_result)
-        dynamodb.meta.events.register(
-            "provide-client-params.dynamodb.BatchWriteItem", self._batch_params
-        )
-        s3.meta.events.register("before-call.s3.*", self._s3_call)
-
-    @contextmanager
-    def measure(self) -> Iterator[Measurement]:
-        self.current = Measurement()
-        try:
-            yield self.current
-        finally:
-            self.current = None
-
-    def _dynamodb_call(self, model: Any, **_: Any) -> None:
-        if self.current is not None:
-            self.current.calls[model.name] += 1
-
-    def _dynamodb_result(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
-        if self.current is None:
-            return
-        name = model.name
-        if name in ("Query", "Scan"):
-            self.current.items[name] += int(parsed.get("ScannedCount", parsed.get("Count", 0)))
-        elif name == "GetItem":
-            self.current.items[name] += 1 if "Item" in parsed else 0
-
-    def _batch_params(self, params: dict[str, Any], **_: Any) -> None:
-        # BatchWriteItem's response does not echo what was sent: count its requests going out.
-        if self.current is not None:
-            sent = sum(len(requests) for requests in params.get("RequestItems", {}).values())
-            self.current.items["BatchWriteItem"] += sent
-
-    def _s3_call(self, model: Any, **_: Any) -> None:
-        if self.current is not None:
-            self.current.s3[model.name] += 1
-
-
 class RowSizes:
     """While seeding, add up the size of every row the store writes, per partition key.
 
@@ -194,11 +121,12 @@ class RowSizes:
         self.bytes: Counter[str] = Counter()
         self.rows: Counter[str] = Counter()
         dynamodb.meta.events.register("provide-client-params.dynamodb.PutItem", self._params)
+        dynamodb.meta.events.register("provide-client-params.dynamodb.UpdateItem", self._params)
 
     def _params(self, params: dict[str, Any], **_: Any) -> None:
         if not self.active:
             return
-        item = params["Item"]
+        item = params.get("Item") or _row_of_update(params)
         size = 0
         for name, value in item.items():
             (kind, raw), *_rest = value.items()
@@ -210,6 +138,17 @@ class RowSizes:
         pk = item["pk"]["S"]
         self.bytes[pk] += size
         self.rows[pk] += 1
+
+
+def _row_of_update(params: dict[str, Any]) -> dict[str, Any]:
+    """The row an UpdateItem of a new key writes: its key plus every `SET #name = :value`."""
+    names = params.get("ExpressionAttributeNames", {})
+    values = params.get("ExpressionAttributeValues", {})
+    row = dict(params["Key"])
+    set_clause = params.get("UpdateExpression", "").split("REMOVE")[0]
+    for name, value in re.findall(r"(#\w+) = (:\w+)", set_clause):
+        row[names[name]] = values[value]
+    return row
 
 
 # -- realistic data ---------------------------------------------------------------------
@@ -270,31 +209,6 @@ class BenchServer(ChatKitServer[RequestContext]):
                 ],
             )
         )
-
-
-async def call_chatkit(server: BenchServer, request: dict[str, Any], ctx: RequestContext) -> Any:
-    """Run one ChatKit request to completion; return the JSON result or the list of events."""
-    result = await server.process(json.dumps(request).encode(), ctx)
-    if isinstance(result, NonStreamingResult):
-        return json.loads(result.json)
-    assert isinstance(result, StreamingResult)
-    events = []
-    async for chunk in result:
-        text = chunk.decode()
-        assert text.startswith("data: "), text
-        event = json.loads(text[len("data: ") :])
-        if event.get("type") == "error":
-            raise RuntimeError(f"{request['type']} streamed an error event: {event}")
-        events.append(event)
-    return events
-
-
-def user_input(text: str) -> dict[str, Any]:
-    return {
-        "content": [{"type": "input_text", "text": text}],
-        "attachments": [],
-        "inference_options": {},
-    }
 
 
 # -- the benchmark ----------------------------------------------------------------------
@@ -620,17 +534,6 @@ class Bench:
 # -- report ---------------------------------------------------------------------------------
 
 
-def describe(counter: Counter[str]) -> str:
-    total = sum(counter.values())
-    if not total:
-        return "0"
-    if all(count == 1 for count in counter.values()):
-        parts = list(counter)
-    else:
-        parts = [f"{count:,} {name}" for name, count in counter.items() if count]
-    return f"{total:,} ({', '.join(parts)})"
-
-
 def report(bench: Bench, runtime: float) -> bool:
     print("# DynamoDB store: requests per operation (moto, offline)\n")
     print(
@@ -665,7 +568,7 @@ def report(bench: Bench, runtime: float) -> bool:
     print("\n## delete: measured against ⌈items/25⌉ + ⌈bytes/1 MB⌉ + 1\n")
     print(
         "bytes = sum over the thread's item rows of attribute-name + value sizes (binary "
-        "counted raw, as DynamoDB does), taken from the PutItem parameters the store sent "
+        "counted raw, as DynamoDB does), taken from the UpdateItem parameters the store sent "
         "while seeding. Target: 1 MB = 1,048,576 bytes (DynamoDB's Query page). moto pages a "
         f"Query at {MOTO_QUERY_PAGE_BYTES:,} bytes, sized the same way.\n"
     )

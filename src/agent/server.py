@@ -16,7 +16,7 @@ from chatkit.actions import Action
 from chatkit.agents import stream_agent_response
 from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer
-from chatkit.store import AttachmentStore
+from chatkit.store import AttachmentStore, NotFoundError
 from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageContentPartDone,
@@ -48,6 +48,7 @@ from agent.providers import Models
 from agent.tasks import TaskAgentContext, handle_task_action
 from agent.widgets import TASK_ACTIONS
 from store import DynamoDBStore, RequestContext
+from store.quota import TurnQuota
 from store.tasks import TaskStore
 
 logger = logging.getLogger(__name__)
@@ -86,8 +87,10 @@ class AssistantServer(ChatKitServer[RequestContext]):
         limits: TurnLimits = TurnLimits(),
         attachment_store: AttachmentStore[RequestContext] | None = None,
         attachment_reader: AttachmentReader | None = None,
+        quota: TurnQuota | None = None,
     ) -> None:
         super().__init__(store, attachment_store)
+        self.quota = quota
         self.tasks = tasks
         self.models = models
         self.limits = limits
@@ -107,11 +110,24 @@ class AssistantServer(ChatKitServer[RequestContext]):
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
         """Answer with the agent, given the newest `history_items` items of the thread."""
+        if self.quota is not None and not await self.quota.take(context):
+            yield ErrorEvent(
+                code="custom",
+                message=f"You have reached today's limit of {self.quota.limit} messages. "
+                "It resets at midnight UTC.",
+                allow_retry=False,
+            )
+            return
         history = await self.store.load_thread_items(
             thread.id, None, self.limits.history_items, "desc", context
         )
         converter = AssistantConverter(self.attachment_reader, context)
-        agent_input = await converter.to_agent_input(history.data[::-1])
+        try:
+            agent_input = await converter.to_agent_input(history.data[::-1])
+        except (ValueError, NotFoundError) as error:
+            raise CustomStreamError(
+                f"An attached file could not be read: {error}", allow_retry=False
+            ) from None
         agent_context = TaskAgentContext(
             thread=thread, store=self.store, request_context=context, tasks=self.tasks
         )

@@ -17,7 +17,10 @@ from handlers.auth import bearer_authenticator, build_verifier
 from handlers.secrets import SecretParameter
 from settings import Settings
 from store import DynamoDBStore, PayloadBucket, bind_table
+from store.attachments import S3AttachmentStore
+from store.quota import TurnQuota
 from store.tasks import TaskStore
+from store.uploads import UploadBucket
 
 
 def build_server(settings: Settings) -> AssistantServer:
@@ -28,7 +31,15 @@ def build_server(settings: Settings) -> AssistantServer:
         region_name=settings.region,
         config=Config(signature_version="s3v4", retries={"mode": "standard"}),
     )
-    store = DynamoDBStore(table, PayloadBucket(s3, settings.bucket_name))
+    uploads = UploadBucket(s3, settings.bucket_name, settings.upload_url_seconds)
+    store = DynamoDBStore(table, PayloadBucket(s3, settings.bucket_name), uploads)
+    attachments = S3AttachmentStore(
+        store,
+        uploads,
+        max_bytes=settings.upload_max_bytes,
+        allowed_types=settings.upload_allowed_types,
+    )
+    quota = TurnQuota(table, settings.daily_turn_limit) if settings.daily_turn_limit else None
     limits = TurnLimits(
         history_items=settings.history_items,
         max_agent_turns=settings.max_agent_turns,
@@ -39,7 +50,15 @@ def build_server(settings: Settings) -> AssistantServer:
         secret = SecretParameter(settings.api_key_parameter, settings.secrets_max_age_seconds)
         api_key = secret.get
     models = build_models(settings, api_key)
-    return AssistantServer(store, TaskStore(table), models, limits)
+    return AssistantServer(
+        store,
+        TaskStore(table),
+        models,
+        limits,
+        attachment_store=attachments,
+        attachment_reader=attachments,
+        quota=quota,
+    )
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:

@@ -6,7 +6,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal, TypeVar
@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 import anyio.to_thread
 from botocore.exceptions import ClientError
 from chatkit.store import NotFoundError, Store
-from chatkit.types import Attachment, Page, Thread, ThreadItem, ThreadMetadata
+from chatkit.types import Attachment, Page, Thread, ThreadItem, ThreadMetadata, UserMessageItem
 from pydantic import TypeAdapter
 from pynamodb.exceptions import PynamoDBException, UpdateError
 
@@ -31,6 +31,7 @@ from store.payloads import (
     payload_key,
 )
 from store.table import TableRecord
+from store.uploads import UploadBucket, upload_key
 
 T = TypeVar("T")
 
@@ -47,6 +48,15 @@ THROTTLING_CODES = frozenset(
 )
 MAX_BATCH_WRITE = 25
 MAX_PAGE_SIZE = 200
+
+
+@dataclass
+class _DeleteBatch:
+    """Rows (pk, sk) to delete in one BatchWriteItem, and the S3 objects that go with them."""
+
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    payload_keys: list[str] = field(default_factory=list)
+    upload_keys: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +98,7 @@ class DynamoDBStore(Store[RequestContext]):
         self,
         table: type[TableRecord],
         payloads: PayloadBucket | None = None,
+        uploads: UploadBucket | None = None,
         *,
         offload_threshold: int = DEFAULT_OFFLOAD_THRESHOLD,
         batch_attempts: int = 8,
@@ -97,6 +108,7 @@ class DynamoDBStore(Store[RequestContext]):
     ) -> None:
         self.table = table
         self.payloads = payloads
+        self.uploads = uploads
         self.offload_threshold = offload_threshold
         self.batch_attempts = batch_attempts
         self.backoff_base_seconds = backoff_base_seconds
@@ -238,17 +250,26 @@ class DynamoDBStore(Store[RequestContext]):
 
     def _delete_thread(self, thread_id: str, user_id: str) -> None:
         pk = keys.items_pk(user_id, thread_id)
-        pending: list[TableRecord] = []
-        # Only keys and payload pointers are needed to delete; DynamoDB pages them by 1 MB.
-        for row in self.table.query(
-            pk, consistent_read=True, attributes_to_get=["pk", "sk", "payload_key"]
-        ):
-            pending.append(row)
-            if len(pending) == MAX_BATCH_WRITE:
-                self._delete_rows(pending)
-                pending = []
-        if pending:
-            self._delete_rows(pending)
+        batch = _DeleteBatch()
+        # Only keys and S3 pointers are needed to delete; DynamoDB pages them by 1 MB.
+        rows = self.table.query(
+            pk, consistent_read=True, attributes_to_get=["pk", "sk", "payload_key", "upload_key"]
+        )
+        for row in rows:
+            doomed = [(row.pk, row.sk)]
+            if row.sk.startswith(keys.ATTACHMENT_PREFIX):
+                # A reference to an attachment sent in this thread: its record goes too.
+                doomed.append((keys.user_pk(user_id), row.sk))
+            if len(batch.rows) + len(doomed) > MAX_BATCH_WRITE:
+                self._delete_rows(batch)
+                batch = _DeleteBatch()
+            batch.rows.extend(doomed)
+            if row.payload_key:
+                batch.payload_keys.append(row.payload_key)
+            if row.upload_key:
+                batch.upload_keys.append(row.upload_key)
+        if batch.rows:
+            self._delete_rows(batch)
         old = self._delete(keys.user_pk(user_id), keys.thread_sk(thread_id))
         if old is None:
             raise NotFoundError(f"Thread {thread_id} not found")
@@ -261,7 +282,7 @@ class DynamoDBStore(Store[RequestContext]):
         if after is not None:
             cursor = self._sort_key_of(pk, keys.item_sk(after), f"Item {after} not found")
         rows, has_more = self._query_page(pk, cursor, limit, order)
-        items = [THREAD_ITEM.validate_json(self._read_body(row)) for row in rows]
+        items = [self._fresh_item(THREAD_ITEM.validate_json(self._read_body(row))) for row in rows]
         return Page(data=items, has_more=has_more, after=items[-1].id if has_more else None)
 
     def _save_item(self, thread_id: str, item: ThreadItem, user_id: str) -> None:
@@ -279,7 +300,7 @@ class DynamoDBStore(Store[RequestContext]):
         row = self._get(keys.items_pk(user_id, thread_id), keys.item_sk(item_id))
         if row is None:
             raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
-        return THREAD_ITEM.validate_json(self._read_body(row))
+        return self._fresh_item(THREAD_ITEM.validate_json(self._read_body(row)))
 
     def _delete_item(self, thread_id: str, item_id: str, user_id: str) -> None:
         old = self._delete(keys.items_pk(user_id, thread_id), keys.item_sk(item_id))
@@ -312,6 +333,26 @@ class DynamoDBStore(Store[RequestContext]):
         return Feedback(kind=row.feedback_kind, at=row.feedback_at)
 
     def _save_attachment(self, attachment: Attachment, user_id: str) -> None:
+        key = upload_key(attachment)
+        metadata = dict(attachment.metadata or {})
+        thread_id = attachment.thread_id
+        if thread_id and key and not metadata.get("attached"):
+            # Sent in a message: the upload is kept (no longer pending), its one-time
+            # upload URL is dropped, and the thread references it so deleting the
+            # thread deletes the attachment too.
+            if self.uploads is not None and self.uploads.owns(user_id, key):
+                self.uploads.mark_attached(key)
+            metadata["attached"] = True
+            attachment = attachment.model_copy(
+                update={"metadata": metadata, "upload_descriptor": None}
+            )
+            self._put(
+                keys.items_pk(user_id, thread_id),
+                keys.attachment_sk(attachment.id),
+                kind="attachment_ref",
+                json_text="{}",
+                upload_key=key,
+            )
         self._put(
             keys.user_pk(user_id),
             keys.attachment_sk(attachment.id),
@@ -323,10 +364,25 @@ class DynamoDBStore(Store[RequestContext]):
         row = self._get(keys.user_pk(user_id), keys.attachment_sk(attachment_id))
         if row is None:
             raise NotFoundError(f"Attachment {attachment_id} not found")
-        return ATTACHMENT.validate_json(self._read_body(row))
+        return self._fresh_attachment(ATTACHMENT.validate_json(self._read_body(row)))
 
     def _delete_attachment(self, attachment_id: str, user_id: str) -> None:
-        self._delete(keys.user_pk(user_id), keys.attachment_sk(attachment_id))
+        old = self._delete(keys.user_pk(user_id), keys.attachment_sk(attachment_id))
+        if old is None or "body" not in old:
+            return
+        record = ATTACHMENT.validate_json(decompress(old["body"]["B"]))
+        if record.thread_id:
+            self._delete(keys.items_pk(user_id, record.thread_id), keys.attachment_sk(record.id))
+
+    def _fresh_attachment(self, attachment: Attachment) -> Attachment:
+        return self.uploads.with_fresh_preview(attachment) if self.uploads else attachment
+
+    def _fresh_item(self, item: ThreadItem) -> ThreadItem:
+        """Items are served with newly presigned image previews."""
+        if isinstance(item, UserMessageItem) and item.attachments and self.uploads:
+            fresh = [self._fresh_attachment(attachment) for attachment in item.attachments]
+            return item.model_copy(update={"attachments": fresh})
+        return item
 
     # -- rows ----------------------------------------------------------------------------
 
@@ -377,6 +433,7 @@ class DynamoDBStore(Store[RequestContext]):
         json_text: str,
         lsi1sk: str | None = None,
         offload_key: str | None = None,
+        upload_key: str | None = None,
     ) -> None:
         body: bytes | None = compress(json_text)
         codec, stored_key = CODEC_ZLIB_JSON, None
@@ -395,6 +452,7 @@ class DynamoDBStore(Store[RequestContext]):
             table.lsi1sk.set(lsi1sk) if lsi1sk is not None else table.lsi1sk.remove(),
             table.body.set(body) if body is not None else table.body.remove(),
             table.payload_key.set(stored_key) if stored_key else table.payload_key.remove(),
+            table.upload_key.set(upload_key) if upload_key else table.upload_key.remove(),
         ]
         response = table._get_connection().update_item(
             pk, range_key=sk, actions=actions, return_values="UPDATED_OLD"
@@ -411,13 +469,14 @@ class DynamoDBStore(Store[RequestContext]):
         old: dict[str, Any] | None = response.get("Attributes")
         return old
 
-    def _delete_rows(self, rows: list[TableRecord]) -> None:
-        """Delete up to 25 rows and their payloads (one BatchWriteItem, unprocessed retried)."""
-        payload_keys = [row.payload_key for row in rows if row.payload_key]
-        if payload_keys and self.payloads is not None:
-            # Payloads first: if we stop here the rows remain and a repeated delete finds them.
-            self.payloads.delete(payload_keys)
-        requests = [{"pk": {"S": row.pk}, "sk": {"S": row.sk}} for row in rows]
+    def _delete_rows(self, batch: _DeleteBatch) -> None:
+        """Delete up to 25 rows and their S3 objects (one BatchWriteItem, unprocessed retried)."""
+        # S3 first: if we stop here the rows remain and a repeated delete finds them again.
+        if batch.payload_keys and self.payloads is not None:
+            self.payloads.delete(batch.payload_keys)
+        if batch.upload_keys and self.uploads is not None:
+            self.uploads.delete(batch.upload_keys)
+        requests = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in batch.rows]
         connection = self.table._get_connection()
         for attempt in range(self.batch_attempts):
             response = connection.batch_write_item(delete_items=requests)

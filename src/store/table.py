@@ -4,11 +4,15 @@ This module is the one definition of the table. The store reads and writes throu
 `bind_table`, the tests and the local server create the table with `create_table`,
 and `template.yaml` is checked against `table_schema()`.
 
-| entity     | pk                     | sk           | lsi1sk (index "by_created") |
-|------------|------------------------|--------------|-----------------------------|
-| thread     | U#{user}               | T#{thread}   | {created_us:017d}#{thread}  |
-| item       | U#{user}#T#{thread}    | I#{item}     | {created_us:017d}#{item}    |
-| attachment | U#{user}               | A#{attachment} | (not indexed)             |
+| entity          | pk                  | sk              | lsi1sk (index "by_created") |
+|-----------------|---------------------|-----------------|-----------------------------|
+| thread          | U#{user}            | T#{thread}      | {created_us:017d}#{thread}  |
+| item            | U#{user}#T#{thread} | I#{item}        | {created_us:017d}#{item}    |
+| attachment      | U#{user}            | A#{attachment}  | (not indexed)               |
+| sent attachment | U#{user}#T#{thread} | A#{attachment}  | (not indexed: for deletes)  |
+| task            | U#{user}#TASKS      | K#{number:010d} | (not indexed)               |
+| task counter    | U#{user}#TASKS      | COUNTER         | (not indexed)               |
+| turn quota      | U#{user}#QUOTA      | D#{yyyy-mm-dd}  | (not indexed; TTL)          |
 
 Every key starts with the user id taken from the request context, so an id guessed
 or copied from another user resolves inside the caller's own key space. Each
@@ -23,6 +27,7 @@ from typing import Any
 
 from pynamodb.attributes import (
     BinaryAttribute,
+    NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
@@ -49,6 +54,8 @@ class TableRecord(Model):
     codec = UnicodeAttribute()
     body = BinaryAttribute(legacy_encoding=False, null=True)
     payload_key = UnicodeAttribute(null=True)
+    upload_key = UnicodeAttribute(null=True)
+    turns = NumberAttribute(null=True)
     feedback_kind = UnicodeAttribute(null=True)
     feedback_at = UTCDateTimeAttribute(null=True)
     expires_at = TTLAttribute(null=True)
@@ -134,6 +141,10 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
+def quota_pk(user_id: str) -> str:
+    return f"U#{user_id}#QUOTA"
+
+
 def user_pk(user_id: str) -> str:
     return f"U#{user_id}"
 
@@ -150,8 +161,11 @@ def item_sk(item_id: str) -> str:
     return f"I#{check_id(item_id, 'item')}"
 
 
+ATTACHMENT_PREFIX = "A#"
+
+
 def attachment_sk(attachment_id: str) -> str:
-    return f"A#{check_id(attachment_id, 'attachment')}"
+    return f"{ATTACHMENT_PREFIX}{check_id(attachment_id, 'attachment')}"
 
 
 def as_utc(moment: datetime) -> datetime:

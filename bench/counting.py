@@ -1,0 +1,151 @@
+"""What the benchmarks share: an offline AWS environment, botocore-level request counting, and
+a way to run one ChatKit request to completion.
+
+Counting happens on the clients the store itself uses: one `before-call` event is one API
+call (retries of the same call are not counted twice), items read come from the parsed
+responses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chatkit.server import NonStreamingResult, StreamingResult
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def use_offline_aws() -> None:
+    """Fake credentials, region us-east-1, no endpoint overrides: every call must hit moto.
+
+    Call before the first AWS client is created; also puts `src` on `sys.path`.
+    """
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SECURITY_TOKEN": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }
+    )
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_S3",
+    ):
+        os.environ.pop(name, None)
+    if str(SRC) not in sys.path:
+        sys.path.insert(0, str(SRC))
+
+
+@dataclass
+class Measurement:
+    calls: Counter[str] = field(default_factory=Counter)  # DynamoDB API calls by name
+    items: Counter[str] = field(default_factory=Counter)  # items read by API name
+    s3: Counter[str] = field(default_factory=Counter)  # S3 API calls by name
+
+    @property
+    def requests(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def s3_requests(self) -> int:
+        return sum(self.s3.values())
+
+
+class RequestCounter:
+    """botocore event handlers on the store's DynamoDB and S3 clients; count inside `measure`."""
+
+    def __init__(self, dynamodb: Any, s3: Any) -> None:
+        self.dynamodb = dynamodb
+        self.s3 = s3
+        self.current: Measurement | None = None
+        dynamodb.meta.events.register("before-call.dynamodb.*", self._dynamodb_call)
+        dynamodb.meta.events.register("after-call.dynamodb.*", self._dynamodb_result)
+        dynamodb.meta.events.register(
+            "provide-client-params.dynamodb.BatchWriteItem", self._batch_params
+        )
+        s3.meta.events.register("before-call.s3.*", self._s3_call)
+
+    @contextmanager
+    def measure(self) -> Iterator[Measurement]:
+        self.current = Measurement()
+        try:
+            yield self.current
+        finally:
+            self.current = None
+
+    def _dynamodb_call(self, model: Any, **_: Any) -> None:
+        if self.current is not None:
+            self.current.calls[model.name] += 1
+
+    def _dynamodb_result(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
+        if self.current is None:
+            return
+        name = model.name
+        if name in ("Query", "Scan"):
+            self.current.items[name] += int(parsed.get("ScannedCount", parsed.get("Count", 0)))
+        elif name == "GetItem":
+            self.current.items[name] += 1 if "Item" in parsed else 0
+
+    def _batch_params(self, params: dict[str, Any], **_: Any) -> None:
+        # BatchWriteItem's response does not echo what was sent: count its requests going out.
+        if self.current is not None:
+            sent = sum(len(requests) for requests in params.get("RequestItems", {}).values())
+            self.current.items["BatchWriteItem"] += sent
+
+    def _s3_call(self, model: Any, **_: Any) -> None:
+        if self.current is not None:
+            self.current.s3[model.name] += 1
+
+
+def describe(counter: Counter[str]) -> str:
+    """`3 (GetItem, Query, UpdateItem)`, or with counts when a name repeats; `0` when empty."""
+    total = sum(counter.values())
+    if not total:
+        return "0"
+    if all(count == 1 for count in counter.values()):
+        parts = list(counter)
+    else:
+        parts = [f"{count:,} {name}" for name, count in counter.items() if count]
+    return f"{total:,} ({', '.join(parts)})"
+
+
+def user_input(text: str) -> dict[str, Any]:
+    """The `input` of a threads.create / threads.add_user_message request."""
+    return {
+        "content": [{"type": "input_text", "text": text}],
+        "attachments": [],
+        "inference_options": {},
+    }
+
+
+async def call_chatkit(server: Any, request: dict[str, Any], ctx: Any) -> Any:
+    """Run one ChatKit request to completion; return the JSON result or the list of events.
+
+    Raises RuntimeError when the stream carries an `error` event.
+    """
+    result = await server.process(json.dumps(request).encode(), ctx)
+    if isinstance(result, NonStreamingResult):
+        return json.loads(result.json)
+    assert isinstance(result, StreamingResult)
+    events = []
+    async for chunk in result:
+        text = chunk.decode()
+        assert text.startswith("data: "), text
+        event = json.loads(text[len("data: ") :])
+        if event.get("type") == "error":
+            raise RuntimeError(f"{request['type']} streamed an error event: {event}")
+        events.append(event)
+    return events

@@ -1,0 +1,388 @@
+"""The local server: the same app as on Lambda, on uvicorn, against an in-memory AWS (moto).
+
+`./scripts/serve` (or `python -m handlers.local`) starts a moto server, creates in it the
+DynamoDB table (from `store.table`, the production definition), the uploads bucket and the
+configured SSM parameters, then serves `handlers.main.build_app` on http://127.0.0.1:8000 with
+CORS for localhost origins. In production the Function URL answers CORS, so only this wrapper
+adds it. Data lives in moto's memory and is gone when the server stops.
+
+Development only: moto and uvicorn are dev dependencies and never ship.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import re
+import secrets
+import socket
+import sys
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import uvicorn
+from moto.server import ThreadedMotoServer
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
+
+from handlers.terminal_client import (
+    DEFAULT_URL,
+    DEFAULT_USER,
+    REPO_ROOT,
+    SECRET_FILE_ENV,
+    default_secret_file,
+)
+from settings import Settings
+
+TOKEN_HOURS = 12
+LOCAL_REGION = "us-east-1"
+# Any port on localhost or 127.0.0.1, over http or https: a dev server for the ChatKit UI.
+LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+MODEL_VARIABLES = ("MODEL_PROVIDER", "MODEL_API_KEY", "OPENAI_API_KEY", "MODEL_BASE_URL")
+
+
+@dataclass(frozen=True)
+class LocalAws:
+    """The moto server the app talks to, and what was created in it."""
+
+    endpoint: str
+    table_name: str
+    bucket_name: str
+    parameters: tuple[str, ...]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start moto and the app; serve until Ctrl-C. Returns the process exit code."""
+    options = _serve_parser().parse_args(argv)
+    env = os.environ
+    loaded = load_env_file(options.env_file, env) if options.env_file else []
+    secret = dev_secret(env, options.secret_file)
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=options.moto_port, verbose=False)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        # Before the first boto client exists: every AWS call goes to moto, never to an account.
+        point_aws_at(f"http://{host}:{port}", env)
+        env["AUTH_DEV_SECRET"] = secret
+        env.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF documents on stdout
+        settings = Settings.from_env(env)
+        aws = provision(settings, f"http://{host}:{port}", secret, env)
+
+        # Imported here: the composition root pulls in the agent stack (slow), and its
+        # clients must be created after the environment points at moto.
+        from handlers.main import build_app
+
+        app = with_local_cors(build_app(settings), options.cors_origin)
+        config = uvicorn.Config(
+            app,
+            host=options.host,
+            port=options.port,
+            log_level="info",
+            timeout_graceful_shutdown=3,
+        )
+        intro = startup_text(
+            settings, aws, options.host, options.port, secret, loaded, options.env_file
+        )
+        server = _AnnouncingServer(config, intro)
+        # uvicorn shuts down gracefully on Ctrl-C, then raises it again: nothing left to do.
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+        return 0 if server.started else 1
+    finally:
+        moto.stop()
+
+
+def token_main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/token`: print an HS256 token signed with the local dev secret."""
+    from handlers.auth import mint_token  # the server's own minting, not a copy
+
+    parser = argparse.ArgumentParser(
+        prog="scripts/token",
+        description=(
+            "Print an HS256 token for a user, signed with the local dev secret "
+            "(--secret-file, else AUTH_DEV_SECRET, else the file ./scripts/serve created). "
+            "In production your own backend mints these tokens, with the secret it shares "
+            "with the function through SSM (AUTH_SECRET_PARAMETER)."
+        ),
+    )
+    parser.add_argument(
+        "--user", default=DEFAULT_USER, help=f"the token's sub (default {DEFAULT_USER})"
+    )
+    parser.add_argument(
+        "--hours", type=float, default=TOKEN_HOURS, help=f"lifetime (default {TOKEN_HOURS})"
+    )
+    parser.add_argument("--secret-file", type=Path, help="file holding the HS256 secret")
+    options = parser.parse_args(argv)
+    if options.secret_file is not None:
+        secret = _read_secret(options.secret_file)
+    else:
+        secret = os.environ.get("AUTH_DEV_SECRET") or _read_secret(default_secret_file())
+    if not secret:
+        where = options.secret_file or default_secret_file()
+        print(
+            f"no secret: {where} is missing or empty and AUTH_DEV_SECRET is not set "
+            "(./scripts/serve creates the file on its first start)",
+            file=sys.stderr,
+        )
+        return 1
+    print(mint_token(secret, options.user, int(options.hours * 3600)))
+    return 0
+
+
+def load_env_file(path: Path, env: MutableMapping[str, str]) -> list[str]:
+    """Add the `NAME=value` lines of a .env file to `env`, without overriding what is set.
+
+    Blank lines, `#` comments and an `export ` prefix are allowed; one pair of surrounding
+    quotes is removed. Returns the names that were added. A missing file adds nothing.
+    """
+    if not path.is_file():
+        return []
+    added = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.removeprefix("export ").partition("=")
+        name, value = name.strip(), value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and name not in env:
+            env[name] = value
+            added.append(name)
+    return added
+
+
+def dev_secret(env: MutableMapping[str, str], secret_file: Path | None) -> str:
+    """The HS256 dev secret: AUTH_DEV_SECRET if set, else the secret file's, created once.
+
+    Kept in a file (default `.cache/dev-secret`, git-ignored) so tokens survive restarts.
+    """
+    if env.get("AUTH_DEV_SECRET"):
+        return env["AUTH_DEV_SECRET"]
+    path = secret_file or default_secret_file(env)
+    existing = _read_secret(path)
+    if existing:
+        return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ignore = path.parent / ".gitignore"
+    if path.parent == REPO_ROOT / ".cache" and not ignore.exists():
+        ignore.write_text("*\n", encoding="utf-8")  # nothing in .cache is ever committed
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(secret + "\n")
+    return secret
+
+
+def point_aws_at(endpoint: str, env: MutableMapping[str, str]) -> None:
+    """Send every boto3/PynamoDB client to `endpoint` with fake credentials.
+
+    Profiles, config files and service-specific endpoints are cleared so that nothing can
+    reach a real account.
+    """
+    for name in [name for name in env if name.startswith("AWS_ENDPOINT_URL_")]:
+        del env[name]
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"):
+        env.pop(name, None)
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or LOCAL_REGION
+    env.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_SESSION_TOKEN="testing",
+        AWS_REGION=region,
+        AWS_DEFAULT_REGION=region,
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    )
+
+
+def provision(
+    settings: Settings, endpoint: str, secret: str, env: MutableMapping[str, str]
+) -> LocalAws:
+    """Create what the settings name: the table (production definition), the bucket, and the
+    SSM parameters (the auth secret holds the dev secret; the model key parameter holds
+    MODEL_API_KEY / OPENAI_API_KEY, which must then be set)."""
+    from store import bind_table, create_table
+
+    create_table(bind_table(settings.table_name, region=settings.region))
+    s3 = boto3.client("s3", region_name=settings.region)
+    if settings.region in (None, LOCAL_REGION):
+        s3.create_bucket(Bucket=settings.bucket_name)
+    else:
+        s3.create_bucket(
+            Bucket=settings.bucket_name,
+            CreateBucketConfiguration={"LocationConstraint": settings.region},  # type: ignore[typeddict-item]
+        )
+    parameters: dict[str, str] = {}
+    if settings.auth_secret_parameter:
+        parameters[settings.auth_secret_parameter] = secret
+    if settings.api_key_parameter:
+        api_key = env.get("MODEL_API_KEY") or env.get("OPENAI_API_KEY")
+        if not api_key:
+            raise SystemExit(
+                "MODEL_API_KEY_PARAMETER is set: also set MODEL_API_KEY (or OPENAI_API_KEY) "
+                "to the key the local SSM parameter should hold"
+            )
+        parameters[settings.api_key_parameter] = api_key
+    ssm = boto3.client("ssm", region_name=settings.region)
+    for name, value in parameters.items():
+        ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+    return LocalAws(endpoint, settings.table_name, settings.bucket_name, tuple(parameters))
+
+
+def with_local_cors(app: ASGIApp, extra_origins: Sequence[str] = ()) -> ASGIApp:
+    """The app behind CORS for http(s)://localhost:* and 127.0.0.1:* (and `extra_origins`).
+
+    Local only: on AWS the Function URL answers CORS, and the app must not add headers too.
+    """
+    return CORSMiddleware(
+        app,
+        allow_origins=list(extra_origins),
+        allow_origin_regex=LOCAL_ORIGINS,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        max_age=600,
+    )
+
+
+def startup_text(
+    settings: Settings,
+    aws: LocalAws,
+    host: str,
+    port: int,
+    secret: str,
+    loaded: Sequence[str],
+    env_file: Path | None,
+) -> str:
+    """What the server prints once it listens: URL, token, model, and how to connect."""
+    from handlers.auth import mint_token
+
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown_host}:{port}/chatkit"
+    token = mint_token(secret, DEFAULT_USER, TOKEN_HOURS * 3600)
+    chat_url = "" if url == DEFAULT_URL else f" --url {url}"
+    lines = [
+        "",
+        "chatkit-lambda local server (data in memory: gone when it stops)",
+        "",
+        f"  ChatKit API  {url}",
+        f"  Token        {token}",
+        f"               (user {DEFAULT_USER}, HS256, valid {TOKEN_HOURS} h;"
+        " another user: ./scripts/token --user NAME)",
+        f"  Model        {_describe_model(settings)}",
+        f"  Moto         {aws.endpoint}  (table {aws.table_name}, bucket {aws.bucket_name})",
+    ]
+    if loaded and env_file is not None:
+        lines.append(f"  From {env_file.name:<8}  {', '.join(sorted(loaded))}")
+    if settings.auth_mode != "hs256":
+        lines.append("  Auth         AUTH_MODE=oidc: the token above is refused; use your issuer's")
+    lines += [
+        "",
+        "Connect a ChatKit UI (e.g. a Vite or Next.js dev server on localhost):",
+        "",
+        f'  const token = "{token}";',
+        "  const { control } = useChatKit({",
+        "    api: {",
+        f'      url: "{url}",',
+        '      domainKey: "local-dev",',
+        "      fetch: (url, init) =>",
+        "        fetch(url, {",
+        "          ...init,",
+        "          headers: { ...init?.headers, Authorization: `Bearer ${token}` },",
+        "        }),",
+        "    },",
+        "  });",
+        "",
+        "Try it from the terminal:",
+        "",
+        f'  ./scripts/chat{chat_url} "add a task to buy milk"',
+        f'  ./scripts/chat{chat_url} "show my tasks"',
+        f"  ./scripts/chat{chat_url} --list",
+        "",
+        "Ctrl-C stops the server.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """uvicorn, printing the startup text once the socket listens (not before it can fail)."""
+
+    def __init__(self, config: uvicorn.Config, intro: str) -> None:
+        super().__init__(config)
+        self.intro = intro
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            print(self.intro, flush=True)
+
+
+def _describe_model(settings: Settings) -> str:
+    if settings.provider == "offline":
+        return (
+            "offline (no API key: understands task commands; set OPENAI_API_KEY, or "
+            "MODEL_BASE_URL + MODEL_API_KEY, in the environment or .env for a real model)"
+        )
+    where = f" at {settings.base_url}" if settings.base_url else ""
+    return f"{settings.model} ({settings.provider}{where})"
+
+
+def _read_secret(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripts/serve",
+        description=(
+            "Run the ChatKit backend locally: the Lambda app on uvicorn, against an in-memory "
+            "AWS (moto). The model is offline unless "
+            + "/".join(MODEL_VARIABLES)
+            + " is set (in the environment or .env)."
+        ),
+    )
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--moto-port", type=int, default=0, help="port of the moto server (default: a free one)"
+    )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="another browser origin to allow (localhost and 127.0.0.1 on any port always are)",
+    )
+    parser.add_argument(
+        "--secret-file",
+        type=Path,
+        default=None,
+        help=f"the dev HS256 secret's file (default: ${SECRET_FILE_ENV} or .cache/dev-secret)",
+    )
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=REPO_ROOT / ".env",
+        help="NAME=value settings to read; the environment wins (default: .env)",
+    )
+    parser.add_argument(
+        "--no-env-file", dest="env_file", action="store_const", const=None, help="read no .env"
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

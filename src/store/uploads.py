@@ -1,0 +1,104 @@
+"""Uploaded files in S3: two-phase uploads through presigned PUTs, previews through presigned GETs.
+
+Objects live under `uploads/{user}/{attachment}/{name}`. An upload is tagged `state=pending`
+by the presigned PUT itself; the bucket's lifecycle rule expires pending objects, so files
+uploaded but never sent in a message disappear. Sending one retags it `state=attached`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from chatkit.types import Attachment, ImageAttachment
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+UPLOAD_PREFIX = "uploads/"
+PENDING_TAG = "state=pending"
+ATTACHED_TAG = {"TagSet": [{"Key": "state", "Value": "attached"}]}
+MAX_NAME_LENGTH = 120
+
+
+def safe_file_name(name: str) -> str:
+    """A file name safe in an S3 key and a Content-Disposition: no paths, no control characters."""
+    base = unicodedata.normalize("NFKC", name).replace("\\", "/").split("/")[-1]
+    base = re.sub(r"[\x00-\x1f\x7f]", "", base).strip().lstrip(".")
+    base = re.sub(r"[^\w.\- ()]", "_", base)
+    return base[-MAX_NAME_LENGTH:] or "file"
+
+
+class UploadBucket:
+    """The uploads bucket: presigns, tags, reads and deletes the objects users upload."""
+
+    def __init__(self, s3: S3Client, bucket: str, url_seconds: int = 300) -> None:
+        self._s3 = s3
+        self.bucket = bucket
+        self.url_seconds = url_seconds
+
+    def object_key(self, user_id: str, attachment_id: str, name: str) -> str:
+        return f"{UPLOAD_PREFIX}{quote(user_id, safe='')}/{attachment_id}/{safe_file_name(name)}"
+
+    def owns(self, user_id: str, key: str) -> bool:
+        """Whether `key` lies under the user's own prefix."""
+        return key.startswith(f"{UPLOAD_PREFIX}{quote(user_id, safe='')}/")
+
+    def presign_put(self, key: str, mime_type: str, size: int) -> tuple[str, dict[str, str]]:
+        """A presigned PUT (SigV4) binding type, length and the pending tag; and the headers
+        the browser must send with it."""
+        url = self._s3.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ContentType": mime_type,
+                "ContentLength": size,
+                "Tagging": PENDING_TAG,
+            },
+            ExpiresIn=self.url_seconds,
+            HttpMethod="PUT",
+        )
+        return url, {"content-type": mime_type, "x-amz-tagging": PENDING_TAG}
+
+    def presign_get(self, key: str) -> str:
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.url_seconds
+        )
+
+    def mark_attached(self, key: str) -> None:
+        self._s3.put_object_tagging(Bucket=self.bucket, Key=key, Tagging=ATTACHED_TAG)  # type: ignore[arg-type]
+
+    def read(self, key: str, max_bytes: int) -> bytes:
+        """The object's bytes; ValueError if it is missing or larger than `max_bytes`."""
+        try:
+            response = self._s3.get_object(Bucket=self.bucket, Key=key)
+        except self._s3.exceptions.NoSuchKey:
+            raise ValueError("the file was never uploaded (or has expired)") from None
+        if response["ContentLength"] > max_bytes:
+            raise ValueError(f"the file is larger than {max_bytes} bytes")
+        return response["Body"].read()
+
+    def delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            self._s3.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True},
+            )
+
+    def with_fresh_preview(self, attachment: Attachment) -> Attachment:
+        """The attachment with a newly presigned preview URL, so a client never gets an
+        expired one."""
+        key = upload_key(attachment)
+        if isinstance(attachment, ImageAttachment) and key:
+            return attachment.model_copy(update={"preview_url": self.presign_get(key)})
+        return attachment
+
+
+def upload_key(attachment: Attachment) -> str | None:
+    metadata: dict[str, Any] = attachment.metadata or {}
+    key = metadata.get("s3_key")
+    return key if isinstance(key, str) else None
