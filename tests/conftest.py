@@ -7,7 +7,6 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
@@ -19,6 +18,7 @@ from store import (
     bind_table,
     create_table,
 )
+from store.uploads import s3_client
 
 # Set before any client is created; moto intercepts every call made with them.
 os.environ.update(
@@ -54,7 +54,7 @@ def table(aws: None) -> type[TableRecord]:
 
 @pytest.fixture
 def s3(aws: None) -> Any:
-    client = boto3.client("s3", region_name="us-east-1")
+    client = s3_client("us-east-1")
     client.create_bucket(Bucket=BUCKET)
     return client
 

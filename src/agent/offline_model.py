@@ -8,6 +8,7 @@ the same Responses API events a real model emits, so the Runner and ChatKit trea
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import re
@@ -106,7 +107,7 @@ class _ToolCall:
 @dataclass(frozen=True)
 class _UserMessage:
     text: str
-    attachments: int
+    attachments: tuple[str, ...] = ()
 
 
 def generate_offline_title(first_message: str) -> str:
@@ -320,7 +321,10 @@ def _answer_tool_result(items: list[Mapping[str, Any]]) -> str:
 def _default_answer(message: _UserMessage, tools: set[str]) -> str:
     said = f'you said "{_shorten(message.text, 80)}"' if message.text else "you sent a message"
     if message.attachments:
-        said += f" with {message.attachments} attachment" + ("s" if message.attachments > 1 else "")
+        count = len(message.attachments)
+        said += f" with {count} attachment{'s' if count > 1 else ''}: " + "; ".join(
+            message.attachments
+        )
     intro = f"I'm the offline model (no API key is configured), so I can't really chat, but {said}."
     return f"{intro}\n\n{_capabilities(tools)}\n\n{_CONFIGURE_HINT}"
 
@@ -361,11 +365,30 @@ def _user_messages(items: list[Mapping[str, Any]]) -> list[_UserMessage]:
         parts = [{"type": "input_text", "text": content}] if isinstance(content, str) else content
         parts = [part for part in parts or [] if isinstance(part, Mapping)]
         text = " ".join(str(p.get("text", "")) for p in parts if p.get("type") == "input_text")
-        attachments = sum(1 for p in parts if p.get("type") in ("input_image", "input_file"))
+        attachments = tuple(_describe(p) for p in parts if p.get("type") in _ATTACHMENT_PARTS)
         text = text.strip()
         if not text.startswith(_CONTEXT_PREFIXES) and (text or attachments):
             messages.append(_UserMessage(text, attachments))
     return messages
+
+
+_ATTACHMENT_PARTS = ("input_image", "input_file")
+
+
+def _describe(part: Mapping[str, Any]) -> str:
+    """What the model received for an attachment, so tests and users can see it arrived."""
+    data_url = str(part.get("file_data") or part.get("image_url") or "")
+    header, _, encoded = data_url.partition(",")
+    mime_type = header.removeprefix("data:").split(";")[0] or "unknown type"
+    try:
+        data = base64.b64decode(encoded, validate=True) if ";base64" in header else b""
+    except ValueError:
+        data = b""
+    name = str(part.get("filename") or "an image")
+    description = f"{name} ({mime_type}, {len(data)} bytes)"
+    if mime_type.startswith("text/") and data:
+        description += f' starting "{_shorten(data.decode("utf-8", "replace"), 60)}"'
+    return description
 
 
 def _output_text(output: object) -> str:

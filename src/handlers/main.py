@@ -6,8 +6,6 @@ so it is safe during Lambda init and in tests.
 
 from __future__ import annotations
 
-import boto3
-from botocore.config import Config
 from fastapi import FastAPI
 
 from agent.providers import build_models
@@ -20,17 +18,13 @@ from store import DynamoDBStore, PayloadBucket, bind_table
 from store.attachments import S3AttachmentStore
 from store.quota import TurnQuota
 from store.tasks import TaskStore
-from store.uploads import UploadBucket
+from store.uploads import UploadBucket, s3_client
 
 
 def build_server(settings: Settings) -> AssistantServer:
     """The ChatKit server on the configured table, bucket and model provider."""
     table = bind_table(settings.table_name, region=settings.region)
-    s3 = boto3.client(
-        "s3",
-        region_name=settings.region,
-        config=Config(signature_version="s3v4", retries={"mode": "standard"}),
-    )
+    s3 = s3_client(settings.region)
     uploads = UploadBucket(s3, settings.bucket_name, settings.upload_url_seconds)
     store = DynamoDBStore(table, PayloadBucket(s3, settings.bucket_name), uploads)
     attachments = S3AttachmentStore(

@@ -119,14 +119,14 @@ class ChatClient:
                 "type": "threads.add_user_message",
                 "params": {"thread_id": thread_id, "input": user_input},
             }
-        printer = _EventPrinter(self.out, self.err)
+        printer = _EventPrinter(self.out, self.err, thread_id)
         with self._post(request) as response:
             for event in _server_sent_events(response.iter_lines()):
                 printer.show(event)
         printer.finish()
         if printer.error is not None:
             raise ChatError(printer.error)
-        return printer.thread_id or thread_id
+        return printer.thread_id
 
     def list_threads(self, limit: int) -> None:
         """Print the newest `limit` threads: id, created_at, title."""
@@ -191,10 +191,10 @@ class ChatClient:
 class _EventPrinter:
     """Prints ChatKit stream events as they arrive: text deltas at once, widgets compactly."""
 
-    def __init__(self, out: TextIO, err: TextIO) -> None:
+    def __init__(self, out: TextIO, err: TextIO, thread_id: str | None = None) -> None:
         self.out = out
         self.err = err
-        self.thread_id: str | None = None
+        self.thread_id = thread_id
         self.error: str | None = None
         self._streamed: set[str] = set()  # assistant messages whose text was printed as deltas
         self._line_open = False
@@ -275,7 +275,8 @@ def _describe_item(item: dict[str, Any]) -> str:
         case "assistant_message":
             return f"assistant: {_text_of(item)}"
         case "widget":
-            return f"[widget] {item.get('copy_text') or _widget_summary(item.get('widget'))}"
+            text = item.get("copy_text") or _widget_summary(item.get("widget"))
+            return "[widget] " + text.replace("\n", "\n         ")
         case "client_tool_call":
             return f"[client tool call {item.get('name')}: not run by the terminal client]"
         case "task":

@@ -12,6 +12,8 @@ import unicodedata
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import boto3
+from botocore.config import Config
 from chatkit.types import Attachment, ImageAttachment
 
 if TYPE_CHECKING:
@@ -21,6 +23,20 @@ UPLOAD_PREFIX = "uploads/"
 PENDING_TAG = "state=pending"
 ATTACHED_TAG = {"TagSet": [{"Key": "state", "Value": "attached"}]}
 MAX_NAME_LENGTH = 120
+
+
+def s3_client(region: str | None = None) -> S3Client:
+    """An S3 client whose presigned URLs work in every region: SigV4 on the regional endpoint
+    (us-east-1 included)."""
+    return boto3.client(
+        "s3",
+        region_name=region,
+        config=Config(
+            signature_version="s3v4",
+            s3={"us_east_1_regional_endpoint": "regional", "addressing_style": "virtual"},
+            retries={"mode": "standard"},
+        ),
+    )
 
 
 def safe_file_name(name: str) -> str:

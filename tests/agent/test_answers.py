@@ -273,3 +273,27 @@ async def test_openai_transcription_is_used_for_dictation(
 
     assert result == {"text": "buy milk"}
     assert b"OggS-fake-audio" in fake_openai.transcripts[0]
+
+
+async def test_over_the_daily_quota_no_model_is_called(
+    store: DynamoDBStore, tasks: TaskStore, table: Any, alice: RequestContext
+) -> None:
+    from store.quota import TurnQuota
+
+    calls: list[int] = []
+
+    class CountingModel(OfflineModel):
+        def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            return super().stream_response(*args, **kwargs)
+
+    models = Models("offline", CountingModel(0), None, None)
+    server = AssistantServer(store, tasks, models, quota=TurnQuota(table, limit=1))
+    first = await stream(server, create_thread("hello"), alice)
+    calls.clear()
+
+    second = await stream(server, add_message(first[0]["thread"]["id"], "again"), alice)
+
+    error = of_type(second, "error")[0]
+    assert "limit of 1 messages" in error["message"] and error["allow_retry"] is False
+    assert calls == []

@@ -1,0 +1,286 @@
+"""The local server for real: `python -m handlers.local` in a subprocess (moto, uvicorn, the
+offline model), driven by the terminal client as a developer would drive it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from handlers.local import token_main
+from handlers.terminal_client import main as chat_main
+
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 30
+COMMAND_SECONDS = 30
+# Never inherited: the test must use the offline model, its own secret, and moto only.
+INHERITED_NOT = ("MODEL_", "OPENAI_", "AUTH_", "OIDC_", "CHATKIT_", "AWS_ENDPOINT_URL")
+
+
+@dataclass
+class LocalServer:
+    url: str
+    env: dict[str, str]
+    secret_file: Path
+    process: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+
+    def startup_text(self) -> str:
+        return self.stdout.read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def local_env(secret_file: Path) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith(INHERITED_NOT)}
+    env.update(
+        PYTHONPATH=str(REPO / "src"),
+        CHATKIT_DEV_SECRET_FILE=str(secret_file),  # the repo's .cache is not touched
+        OFFLINE_WORD_DELAY_MS="40",  # slow enough to see the answer arrive in pieces
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@contextlib.contextmanager
+def running_server(directory: Path) -> Iterator[LocalServer]:
+    """Start the local server on free ports; wait (bounded) for /health; always stop it."""
+    port = free_port()
+    secret_file = directory / "dev-secret"
+    env = local_env(secret_file)
+    stdout, stderr = directory / "stdout.txt", directory / "stderr.txt"
+    command = [sys.executable, "-m", "handlers.local", "--no-env-file"]
+    command += ["--port", str(port), "--moto-port", str(free_port())]
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=REPO)
+    url = f"http://127.0.0.1:{port}/chatkit"
+    server = LocalServer(url, env, secret_file, process, stdout, stderr)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not _healthy(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the local server did not start:\n{stderr.read_text()}")
+            time.sleep(0.1)
+        while "Ctrl-C stops the server" not in server.startup_text():
+            if time.monotonic() > deadline:
+                pytest.fail(f"no startup text:\n{server.startup_text()}")
+            time.sleep(0.05)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    with running_server(tmp_path_factory.mktemp("local")) as started:
+        yield started
+
+
+def chat(server: LocalServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the terminal client against the server; each test uses its own --user."""
+    return subprocess.run(
+        [sys.executable, "-m", "handlers.terminal_client", "--url", server.url, *args],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_SECONDS,
+        check=False,
+    )
+
+
+def thread_id_of(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("thread: ")]
+    assert lines, output
+    return lines[-1].removeprefix("thread: ")
+
+
+def test_startup_text_gives_url_token_model_and_how_to_connect(server: LocalServer) -> None:
+    text = server.startup_text()
+    assert f"ChatKit API  {server.url}" in text
+    assert "offline" in text
+    assert 'domainKey: "local-dev"' in text
+    assert "Authorization: `Bearer ${token}`" in text
+    assert "./scripts/chat" in text
+    token = text.split("Token", 1)[1].split()[0]
+    claims = jwt.decode(token, server.secret_file.read_text().strip(), ["HS256"])
+    assert claims["sub"] == "local-user"
+    assert 11.9 * 3600 < claims["exp"] - claims["iat"] <= 12 * 3600
+
+
+def test_printed_token_is_accepted(server: LocalServer) -> None:
+    token = server.startup_text().split("Token", 1)[1].split()[0]
+
+    result = chat(server, "--token", token, "--list")
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_answer_streams_to_the_terminal_as_it_is_written(server: LocalServer) -> None:
+    command = [sys.executable, "-m", "handlers.terminal_client", "--url", server.url]
+    command += ["--user", "streamer", "add a task to buy milk"]
+    client = subprocess.Popen(command, env=server.env, stdout=subprocess.PIPE)
+    assert client.stdout is not None
+    chunks: list[bytes] = []
+    try:
+        while chunk := client.stdout.read1(4096):  # returns whatever has arrived so far
+            chunks.append(chunk)
+        assert client.wait(timeout=COMMAND_SECONDS) == 0
+    finally:
+        client.kill()
+        client.wait()
+
+    output = b"".join(chunks).decode()
+    assert output.startswith("Added task #1: buy milk.\nthread: thr_")
+    assert sum(1 for chunk in chunks if b"thread:" not in chunk) >= 3, chunks
+
+
+def test_continuing_a_thread_keeps_its_id(server: LocalServer) -> None:
+    first = chat(server, "--user", "continuer", "add a task to buy milk")
+    thread_id = thread_id_of(first.stdout)
+
+    second = chat(server, "--user", "continuer", "--thread", thread_id, "add a task to call mom")
+
+    assert second.returncode == 0, second.stderr
+    assert "Added task #2: call mom." in second.stdout
+    assert thread_id_of(second.stdout) == thread_id
+
+
+def test_task_list_prints_as_the_widget_copy_text(server: LocalServer) -> None:
+    chat(server, "--user", "lister", "add a task to buy milk")
+
+    result = chat(server, "--user", "lister", "show my tasks")
+
+    assert result.returncode == 0, result.stderr
+    assert "[widget] 1 task, 0 done\n         #1 [ ] buy milk\n" in result.stdout
+
+
+def test_list_shows_the_users_threads(server: LocalServer) -> None:
+    thread_id = thread_id_of(chat(server, "--user", "threads", "add a task to buy milk").stdout)
+
+    result = chat(server, "--user", "threads", "--list")
+
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    assert line.startswith(f"{thread_id}  20")
+    assert line.endswith("Add a task to buy milk")
+
+
+def test_history_prints_the_threads_items(server: LocalServer) -> None:
+    thread_id = thread_id_of(chat(server, "--user", "historian", "add a task to buy milk").stdout)
+
+    result = chat(server, "--user", "historian", "--thread", thread_id, "--history")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == [
+        "you: add a task to buy milk",
+        "assistant: Added task #1: buy milk.",
+    ]
+
+
+def test_request_without_token_is_unauthorized(server: LocalServer) -> None:
+    response = httpx.post(server.url, json={"type": "threads.list", "params": {}}, timeout=10)
+
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "missing bearer token"
+
+
+def test_http_error_prints_the_servers_message_and_fails(server: LocalServer) -> None:
+    result = chat(server, "--token", "not-a-jwt", "--list")
+
+    assert result.returncode == 1
+    assert result.stderr == "error: HTTP 401: malformed token\n"
+
+
+def test_unknown_thread_fails_with_not_found(server: LocalServer) -> None:
+    result = chat(server, "--user", "lost", "--thread", "thr_missing", "hello")
+
+    assert result.returncode == 1
+    assert "HTTP 404: Thread thr_missing not found" in result.stderr
+
+
+def test_cors_preflight_from_localhost_is_allowed(server: LocalServer) -> None:
+    response = httpx.options(
+        server.url,
+        headers={
+            "origin": "http://localhost:3000",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization,content-type",
+        },
+        timeout=10,
+    )
+
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert "authorization" in response.headers["access-control-allow-headers"]
+
+
+def test_cors_preflight_from_another_site_is_refused(server: LocalServer) -> None:
+    response = httpx.options(
+        server.url,
+        headers={"origin": "https://example.com", "access-control-request-method": "POST"},
+        timeout=10,
+    )
+
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_scripts_token_mints_a_token_the_server_accepts(
+    server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert token_main(["--user", "minted", "--secret-file", str(server.secret_file)]) == 0
+    token = capsys.readouterr().out.strip()
+
+    result = chat(server, "--token", token, "add a task to buy milk")
+
+    assert result.returncode == 0, result.stderr
+    assert jwt.decode(token, options={"verify_signature": False})["sub"] == "minted"
+
+
+def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
+    with running_server(tmp_path) as started:
+        started.process.send_signal(signal.SIGINT)
+        returncode = started.process.wait(timeout=15)
+
+    assert returncode == 0
+    assert "Traceback" not in started.stderr.read_text()
+    assert "Finished server process" in started.stderr.read_text()
+
+
+def test_client_without_a_token_for_a_remote_url_says_what_to_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CHATKIT_TOKEN", raising=False)
+    err = io.StringIO()
+
+    assert chat_main(["--url", "https://example.com/chatkit", "hi"], io.StringIO(), err) == 1
+    assert "pass --token or set CHATKIT_TOKEN" in err.getvalue()
