@@ -115,6 +115,12 @@ def iam_statements() -> list[dict[str, Any]]:
     return statements
 
 
+def template_statements() -> list[dict[str, Any]]:
+    """The role's statements as written (an Fn::If stays one statement)."""
+    role = only("AWS::IAM::Role")["Properties"]
+    return [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+
 def _branches(node: dict[str, Any]) -> list[dict[str, Any]]:
     if "Fn::If" in node:
         _, when_true, when_false = node["Fn::If"]
@@ -285,10 +291,23 @@ def test_each_deployment_gives_the_app_settings_it_accepts(name: str) -> None:
     assert set(overrides) <= set(template()["Parameters"])
     assert rules_hold(parameter_values(overrides))
 
+    values = parameter_values(overrides)
     settings = Settings.from_env(function_environment(overrides))
 
     assert settings.table_name == "ChatKitTable"
     assert settings.bucket_name == "UploadsBucket"
+    # A turn must end before Lambda kills the function mid-stream.
+    assert settings.max_turn_seconds < int(values["Timeout"])
+
+
+def test_rules_refuse_configurations_the_app_cannot_serve() -> None:
+    secret = {"AuthSecretParameter": "/chatkit-lambda/auth-secret"}
+
+    assert rules_hold(parameter_values(secret))
+    assert not rules_hold(parameter_values({"AuthMode": "hs256"}))
+    assert not rules_hold(parameter_values({**secret, "AuthMode": "oidc"}))
+    assert not rules_hold(parameter_values({**secret, "ModelProvider": "openai"}))
+    assert not rules_hold(parameter_values({**secret, "ModelProvider": "openai-compatible"}))
 
 
 def test_parameter_choices_are_the_settings_choices() -> None:
@@ -365,11 +384,6 @@ def test_secrets_are_readable_only_when_configured() -> None:
         assert environment()[variable] == {
             "Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]
         }
-
-
-def template_statements() -> list[dict[str, Any]]:
-    role = only("AWS::IAM::Role")["Properties"]
-    return [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
 
 
 def test_kms_decrypt_only_through_ssm() -> None:

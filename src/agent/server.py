@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from agents.run import RunConfig
 from chatkit.actions import Action
 from chatkit.agents import stream_agent_response
 from chatkit.errors import CustomStreamError
-from chatkit.server import ChatKitServer
+from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import AttachmentStore, NotFoundError, Store
 from chatkit.types import (
     AssistantMessageContent,
@@ -98,6 +99,32 @@ class AssistantServer(ChatKitServer[RequestContext]):
         self.attachment_reader = attachment_reader
         self.agent = build_assistant(models.chat)
         self.titler = build_titler(models.title) if models.title is not None else None
+
+    async def process(
+        self, request: str | bytes | bytearray, context: RequestContext
+    ) -> StreamingResult | NonStreamingResult:
+        """The SDK's dispatch, after checking the ids a request refers to, so a bad one is
+        refused (NotFoundError, InvalidIdError) before anything is written."""
+        await self._check_references(request, context)
+        return await super().process(request, context)
+
+    async def _check_references(
+        self, request: str | bytes | bytearray, context: RequestContext
+    ) -> None:
+        try:
+            parsed = json.loads(request)
+            kind, params = parsed["type"], parsed["params"]
+            attachment_ids = params.get("input", {}).get("attachments") or []
+        except (ValueError, RecursionError, TypeError, KeyError, AttributeError):
+            return  # malformed: the SDK's validation says what is wrong
+        if kind in ("threads.create", "threads.add_user_message"):
+            if kind == "threads.add_user_message":
+                await self.store.load_thread(params.get("thread_id"), context)
+            for attachment_id in attachment_ids if isinstance(attachment_ids, list) else []:
+                if isinstance(attachment_id, str):
+                    await self.store.load_attachment(attachment_id, context)
+        elif kind == "threads.retry_after_item":
+            await self.store.load_item(params.get("thread_id"), params.get("item_id"), context)
 
     def _get_attachment_store(self) -> AttachmentStore[RequestContext]:
         if self.attachment_store is None:

@@ -7,6 +7,7 @@ status, timings; never message text or secrets) and measured (CloudWatch EMF met
 
 # No `from __future__ import annotations`: FastAPI must resolve the closure's dependency.
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,8 +25,11 @@ from handlers.auth import AuthConfigurationError, AuthError
 from handlers.secrets import SecretUnavailableError
 from store import RequestContext, StoreUnavailableError
 
-logger = Logger(service="chatkit-lambda")
-metrics = Metrics(namespace="ChatKitLambda", service="chatkit-lambda")
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "chatkit-lambda"
+logger = Logger(service=SERVICE)
+metrics = Metrics(
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "ChatKitLambda", service=SERVICE
+)
 
 Authenticator = Callable[[Request], Awaitable[RequestContext]]
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -181,7 +185,7 @@ def _describe(body: bytes) -> tuple[str, str | None]:
         parsed: Any = json.loads(body)
         params = parsed.get("params") or {}
         request_type, thread_id = parsed.get("type"), params.get("thread_id")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return "invalid", None
     return (
         request_type if isinstance(request_type, str) else "invalid",

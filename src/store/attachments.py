@@ -3,6 +3,8 @@ URLs, and reads uploaded bytes back for the model."""
 
 from __future__ import annotations
 
+import re
+
 import anyio.to_thread
 from chatkit.store import AttachmentStore, NotFoundError
 from chatkit.types import (
@@ -55,7 +57,16 @@ class S3AttachmentStore(AttachmentStore[RequestContext]):
             )
         if input.size <= 0 or input.size > self.max_bytes:
             raise UploadRejectedError(f"Files must be 1 to {self.max_bytes} bytes.")
-        name = input.name.strip()[:255] or "file"
+        name = input.name.strip()
+        if (
+            not name
+            or len(name) > 255
+            or re.search(r"[/\\\x00-\x1f\x7f]", name)
+            or name.startswith(".")
+        ):
+            raise UploadRejectedError(
+                "File names must be 1-255 characters, without paths or control characters."
+            )
         attachment_id = self.generate_attachment_id(mime_type, context)
         key = self.uploads.object_key(context.user_id, attachment_id, name)
         url, headers = self.uploads.presign_put(key, mime_type, input.size)
