@@ -1,0 +1,285 @@
+"""User B, holding every id of user A's threads, items, attachments and tasks, tries every
+request type that takes an id: nothing of A's is read, changed or deleted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from handlers.auth import mint_token
+from handlers.main import build_app
+from settings import Settings
+from store import TableRecord
+from tests.conftest import BUCKET, TABLE
+
+SECRET = "cross-user-test-secret-0123456789abcdef"
+ALICE = {"authorization": f"Bearer {mint_token(SECRET, 'alice')}"}
+BOB = {"authorization": f"Bearer {mint_token(SECRET, 'bob')}"}
+
+
+@pytest.fixture
+async def client(table: type[TableRecord], s3: Any) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        table_name=TABLE,
+        bucket_name=BUCKET,
+        region="us-east-1",
+        auth_dev_secret=SECRET,
+        offline_word_delay_seconds=0,
+    )
+    transport = httpx.ASGITransport(app=build_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+async def send(
+    client: httpx.AsyncClient, who: dict[str, str], body: dict[str, Any]
+) -> httpx.Response:
+    return await client.post("/chatkit", content=json.dumps(body), headers=who)
+
+
+def events(response: httpx.Response) -> list[dict[str, Any]]:
+    return [
+        json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")
+    ]
+
+
+def user_input(text: str, attachments: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "content": [{"type": "input_text", "text": text}],
+        "attachments": attachments or [],
+        "inference_options": {},
+    }
+
+
+def snapshot(s3: Any) -> tuple[list[Any], list[str]]:
+    rows = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=TABLE)["Items"]
+    alices = sorted(
+        (row for row in rows if row["pk"]["S"].startswith("U#alice")),
+        key=lambda row: (row["pk"]["S"], row["sk"]["S"]),
+    )
+    listing = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    return alices, sorted(entry["Key"] for entry in listing)
+
+
+@pytest.fixture
+async def alices_ids(client: httpx.AsyncClient, s3: Any) -> dict[str, str]:
+    """Alice's thread with messages, a task-list widget and a sent attachment."""
+    created = events(
+        await send(
+            client,
+            ALICE,
+            {"type": "threads.create", "params": {"input": user_input("add a task to buy milk")}},
+        )
+    )
+    thread_id = created[0]["thread"]["id"]
+    listed = events(
+        await send(
+            client,
+            ALICE,
+            {
+                "type": "threads.add_user_message",
+                "params": {"thread_id": thread_id, "input": user_input("show my tasks")},
+            },
+        )
+    )
+    widget_id = next(
+        e["item"]["id"]
+        for e in listed
+        if e["type"] == "thread.item.done" and e["item"]["type"] == "widget"
+    )
+    attachment = (
+        await send(
+            client,
+            ALICE,
+            {
+                "type": "attachments.create",
+                "params": {"name": "notes.txt", "size": 5, "mime_type": "text/plain"},
+            },
+        )
+    ).json()
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=f"uploads/alice/{attachment['id']}/notes.txt",
+        Body=b"hello",
+        Tagging="state=pending",
+    )
+    sent = events(
+        await send(
+            client,
+            ALICE,
+            {
+                "type": "threads.add_user_message",
+                "params": {
+                    "thread_id": thread_id,
+                    "input": user_input("read this", [attachment["id"]]),
+                },
+            },
+        )
+    )
+    message_id = next(
+        e["item"]["id"]
+        for e in sent
+        if e["type"] == "thread.item.done" and e["item"]["type"] == "user_message"
+    )
+    answer_id = next(
+        e["item"]["id"]
+        for e in sent
+        if e["type"] == "thread.item.done" and e["item"]["type"] == "assistant_message"
+    )
+    unsent = (
+        await send(
+            client,
+            ALICE,
+            {
+                "type": "attachments.create",
+                "params": {"name": "draft.txt", "size": 5, "mime_type": "text/plain"},
+            },
+        )
+    ).json()
+    return {
+        "thread": thread_id,
+        "widget": widget_id,
+        "message": message_id,
+        "answer": answer_id,
+        "attachment": attachment["id"],
+        "unsent_attachment": unsent["id"],
+    }
+
+
+def bobs_attempts(ids: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    thread = ids["thread"]
+    action = {"type": "tasks.complete", "payload": {"number": 1}}
+    return [
+        ("get_by_id", {"type": "threads.get_by_id", "params": {"thread_id": thread}}),
+        ("update", {"type": "threads.update", "params": {"thread_id": thread, "title": "pwned"}}),
+        ("delete", {"type": "threads.delete", "params": {"thread_id": thread}}),
+        (
+            "add_user_message",
+            {
+                "type": "threads.add_user_message",
+                "params": {"thread_id": thread, "input": user_input("hi")},
+            },
+        ),
+        (
+            "retry_after_item",
+            {
+                "type": "threads.retry_after_item",
+                "params": {"thread_id": thread, "item_id": ids["message"]},
+            },
+        ),
+        (
+            "custom_action",
+            {
+                "type": "threads.custom_action",
+                "params": {"thread_id": thread, "item_id": ids["widget"], "action": action},
+            },
+        ),
+        (
+            "sync_custom_action",
+            {
+                "type": "threads.sync_custom_action",
+                "params": {"thread_id": thread, "item_id": ids["widget"], "action": action},
+            },
+        ),
+        (
+            "add_structured_input",
+            {
+                "type": "threads.add_structured_input",
+                "params": {"thread_id": thread, "item_id": ids["message"], "input": {}},
+            },
+        ),
+        (
+            "add_client_tool_output",
+            {
+                "type": "threads.add_client_tool_output",
+                "params": {"thread_id": thread, "result": {}},
+            },
+        ),
+        (
+            "items.list after",
+            {"type": "items.list", "params": {"thread_id": thread, "after": ids["message"]}},
+        ),
+        (
+            "feedback",
+            {
+                "type": "items.feedback",
+                "params": {"thread_id": thread, "item_ids": [ids["answer"]], "kind": "negative"},
+            },
+        ),
+        ("threads.list after", {"type": "threads.list", "params": {"after": thread}}),
+        (
+            "attachments.delete sent",
+            {"type": "attachments.delete", "params": {"attachment_id": ids["attachment"]}},
+        ),
+        (
+            "attachments.delete unsent",
+            {"type": "attachments.delete", "params": {"attachment_id": ids["unsent_attachment"]}},
+        ),
+        (
+            "message with alice's attachment",
+            {
+                "type": "threads.create",
+                "params": {"input": user_input("mine now", [ids["unsent_attachment"]])},
+            },
+        ),
+    ]
+
+
+async def test_bob_with_alices_ids_gets_not_found_everywhere(
+    client: httpx.AsyncClient, alices_ids: dict[str, str], s3: Any
+) -> None:
+    before = snapshot(s3)
+
+    for name, body in bobs_attempts(alices_ids):
+        response = await send(client, BOB, body)
+        assert response.status_code == 404, (name, response.status_code, response.text[:200])
+
+    assert snapshot(s3) == before
+
+
+async def test_bob_sees_nothing_of_alices_in_lists(
+    client: httpx.AsyncClient, alices_ids: dict[str, str]
+) -> None:
+    items = (
+        await send(
+            client, BOB, {"type": "items.list", "params": {"thread_id": alices_ids["thread"]}}
+        )
+    ).json()
+    threads = (await send(client, BOB, {"type": "threads.list", "params": {}})).json()
+
+    assert items["data"] == [] and threads["data"] == []
+
+
+async def test_bobs_task_commands_never_touch_alices_tasks(
+    client: httpx.AsyncClient, alices_ids: dict[str, str], s3: Any
+) -> None:
+    before = snapshot(s3)
+
+    completed = events(
+        await send(
+            client,
+            BOB,
+            {"type": "threads.create", "params": {"input": user_input("complete task 1")}},
+        )
+    )
+    listed = events(
+        await send(
+            client,
+            BOB,
+            {"type": "threads.create", "params": {"input": user_input("show my tasks")}},
+        )
+    )
+
+    assert "does not exist" in json.dumps(completed) or "no task" in json.dumps(completed).lower()
+    widget = next(
+        e["item"]
+        for e in listed
+        if e["type"] == "thread.item.done" and e["item"]["type"] == "widget"
+    )
+    assert "buy milk" not in json.dumps(widget)
+    assert snapshot(s3) == before
