@@ -76,6 +76,8 @@ class RequestLog:
             )
         metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=int(self.error is not None))
         metrics.flush_metrics()
+        # Flushing does not clear when metrics are disabled (local server): clear explicitly.
+        metrics.clear_metrics()
 
 
 def create_app(

@@ -29,6 +29,7 @@ from moto.server import ThreadedMotoServer
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
+from handlers.auth import AuthConfigurationError, mint_token
 from handlers.terminal_client import (
     DEFAULT_URL,
     DEFAULT_USER,
@@ -36,7 +37,8 @@ from handlers.terminal_client import (
     SECRET_FILE_ENV,
     default_secret_file,
 )
-from settings import Settings
+from settings import Settings, SettingsError
+from store import bind_table, create_table
 
 TOKEN_HOURS = 12
 LOCAL_REGION = "us-east-1"
@@ -58,6 +60,16 @@ class LocalAws:
 def main(argv: Sequence[str] | None = None) -> int:
     """Start moto and the app; serve until Ctrl-C. Returns the process exit code."""
     options = _serve_parser().parse_args(argv)
+    try:
+        return _serve(options)
+    except (SettingsError, AuthConfigurationError) as error:
+        print(f"cannot start: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C while still starting
+        return 130
+
+
+def _serve(options: argparse.Namespace) -> int:
     env = os.environ
     loaded = load_env_file(options.env_file, env) if options.env_file else []
     secret = dev_secret(env, options.secret_file)
@@ -74,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env(env)
         aws = provision(settings, f"http://{host}:{port}", secret, env)
 
-        # Imported here: the composition root pulls in the agent stack (slow), and its
+        # Imported here: the composition root pulls in the agent stack (seconds), and its
         # clients must be created after the environment points at moto.
         from handlers.main import build_app
 
@@ -100,8 +112,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def token_main(argv: Sequence[str] | None = None) -> int:
     """`scripts/token`: print an HS256 token signed with the local dev secret."""
-    from handlers.auth import mint_token  # the server's own minting, not a copy
-
     parser = argparse.ArgumentParser(
         prog="scripts/token",
         description=(
@@ -208,9 +218,7 @@ def provision(
 ) -> LocalAws:
     """Create what the settings name: the table (production definition), the bucket, and the
     SSM parameters (the auth secret holds the dev secret; the model key parameter holds
-    MODEL_API_KEY / OPENAI_API_KEY, which must then be set)."""
-    from store import bind_table, create_table
-
+    MODEL_API_KEY / OPENAI_API_KEY, which must then be set: SettingsError otherwise)."""
     create_table(bind_table(settings.table_name, region=settings.region))
     s3 = boto3.client("s3", region_name=settings.region)
     if settings.region in (None, LOCAL_REGION):
@@ -226,7 +234,7 @@ def provision(
     if settings.api_key_parameter:
         api_key = env.get("MODEL_API_KEY") or env.get("OPENAI_API_KEY")
         if not api_key:
-            raise SystemExit(
+            raise SettingsError(
                 "MODEL_API_KEY_PARAMETER is set: also set MODEL_API_KEY (or OPENAI_API_KEY) "
                 "to the key the local SSM parameter should hold"
             )
@@ -262,12 +270,11 @@ def startup_text(
     env_file: Path | None,
 ) -> str:
     """What the server prints once it listens: URL, token, model, and how to connect."""
-    from handlers.auth import mint_token
-
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown_host}:{port}/chatkit"
     token = mint_token(secret, DEFAULT_USER, TOKEN_HOURS * 3600)
     chat_url = "" if url == DEFAULT_URL else f" --url {url}"
+    max_upload = settings.upload_max_bytes
     lines = [
         "",
         "chatkit-lambda local server (data in memory: gone when it stops)",
@@ -280,9 +287,11 @@ def startup_text(
         f"  Moto         {aws.endpoint}  (table {aws.table_name}, bucket {aws.bucket_name})",
     ]
     if loaded and env_file is not None:
-        lines.append(f"  From {env_file.name:<8}  {', '.join(sorted(loaded))}")
+        lines.append(f"  {'From ' + env_file.name:<11}  {', '.join(sorted(loaded))}")
     if settings.auth_mode != "hs256":
         lines.append("  Auth         AUTH_MODE=oidc: the token above is refused; use your issuer's")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        lines.append(f"  Warning      listening on {host}: reachable from your network")
     lines += [
         "",
         "Connect a ChatKit UI (e.g. a Vite or Next.js dev server on localhost):",
@@ -297,7 +306,9 @@ def startup_text(
         "          ...init,",
         "          headers: { ...init?.headers, Authorization: `Bearer ${token}` },",
         "        }),",
+        '      uploadStrategy: { type: "two_phase" },  // presigned PUT, straight to S3 (moto)',
         "    },",
+        f"    composer: {{ attachments: {{ enabled: true, maxSize: {max_upload} }} }},",
         "  });",
         "",
         "Try it from the terminal:",
@@ -347,8 +358,8 @@ def _serve_parser() -> argparse.ArgumentParser:
         prog="scripts/serve",
         description=(
             "Run the ChatKit backend locally: the Lambda app on uvicorn, against an in-memory "
-            "AWS (moto). The model is offline unless "
-            + "/".join(MODEL_VARIABLES)
+            "AWS (moto). The model is offline unless one of "
+            + ", ".join(MODEL_VARIABLES)
             + " is set (in the environment or .env)."
         ),
     )

@@ -324,8 +324,9 @@ def _error_message(body: bytes) -> str:
         error = parsed.get("error")
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
-        if parsed.get("message"):  # the Function URL's own errors
-            return str(parsed["message"])
+        message = parsed.get("message") or parsed.get("Message")  # AWS's own errors
+        if message:
+            return str(message)
     return json.dumps(parsed)[:500]
 
 

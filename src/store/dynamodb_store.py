@@ -364,7 +364,9 @@ class DynamoDBStore(Store[RequestContext]):
         row = self._get(keys.user_pk(user_id), keys.attachment_sk(attachment_id))
         if row is None:
             raise NotFoundError(f"Attachment {attachment_id} not found")
-        return self._fresh_attachment(ATTACHMENT.validate_json(self._read_body(row)))
+        attachment = ATTACHMENT.validate_json(self._read_body(row))
+        # The one-time upload URL is for the attachments.create answer only.
+        return self._fresh_attachment(attachment.model_copy(update={"upload_descriptor": None}))
 
     def _delete_attachment(self, attachment_id: str, user_id: str) -> None:
         old = self._delete(keys.user_pk(user_id), keys.attachment_sk(attachment_id))

@@ -3,13 +3,13 @@ offline model), driven by the terminal client as a developer would drive it."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,11 +19,12 @@ import httpx
 import jwt
 import pytest
 
-from handlers.local import token_main
+from handlers.local import dev_secret, load_env_file, token_main
 from handlers.terminal_client import main as chat_main
+from handlers.terminal_client import resolve_token
 
 REPO = Path(__file__).resolve().parents[2]
-STARTUP_SECONDS = 30
+STARTUP_SECONDS = 90  # an upper bound only: importing the agent stack is slow on a busy machine
 COMMAND_SECONDS = 30
 # Never inherited: the test must use the offline model, its own secret, and moto only.
 INHERITED_NOT = ("MODEL_", "OPENAI_", "AUTH_", "OIDC_", "CHATKIT_", "AWS_ENDPOINT_URL")
@@ -59,9 +60,8 @@ def local_env(secret_file: Path) -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def running_server(directory: Path) -> Iterator[LocalServer]:
-    """Start the local server on free ports; wait (bounded) for /health; always stop it."""
+def start_server(directory: Path) -> LocalServer:
+    """Launch the local server on free ports, its output in files (a full pipe would block it)."""
     port = free_port()
     secret_file = directory / "dev-secret"
     env = local_env(secret_file)
@@ -70,40 +70,61 @@ def running_server(directory: Path) -> Iterator[LocalServer]:
     command += ["--port", str(port), "--moto-port", str(free_port())]
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=REPO)
-    url = f"http://127.0.0.1:{port}/chatkit"
-    server = LocalServer(url, env, secret_file, process, stdout, stderr)
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not _healthy(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the local server did not start:\n{stderr.read_text()}")
-            time.sleep(0.1)
-        while "Ctrl-C stops the server" not in server.startup_text():
-            if time.monotonic() > deadline:
-                pytest.fail(f"no startup text:\n{server.startup_text()}")
-            time.sleep(0.05)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    return LocalServer(
+        f"http://127.0.0.1:{port}/chatkit", env, secret_file, process, stdout, stderr
+    )
 
 
-def _healthy(port: int) -> bool:
+def wait_until_ready(server: LocalServer) -> None:
+    """Poll /health, then the startup text, for at most STARTUP_SECONDS."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    health = server.url.removesuffix("/chatkit") + "/health"
+    while not _healthy(health):
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the local server did not start:\n{server.stderr.read_text()}")
+        time.sleep(0.1)
+    while "Ctrl-C stops the server" not in server.startup_text():
+        if time.monotonic() > deadline:
+            pytest.fail(f"no startup text:\n{server.startup_text()}")
+        time.sleep(0.05)
+
+
+def stop(server: LocalServer) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+def _healthy(url: str) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+        return httpx.get(url, timeout=1).status_code == 200
     except httpx.TransportError:
         return False
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with running_server(tmp_path_factory.mktemp("local")) as started:
-        yield started
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalServer, LocalServer]]:
+    """Two servers, started side by side to halve the wait: one shared by the tests, one for
+    the test that stops it. Both are always stopped."""
+    started: list[LocalServer] = []
+    try:
+        for name in ("shared", "spare"):
+            started.append(start_server(tmp_path_factory.mktemp(name)))
+        for each in started:
+            wait_until_ready(each)
+        yield started[0], started[1]
+    finally:
+        for each in started:
+            stop(each)
+
+
+@pytest.fixture
+def server(servers: tuple[LocalServer, LocalServer]) -> LocalServer:
+    return servers[0]
 
 
 def chat(server: LocalServer, *args: str) -> subprocess.CompletedProcess[str]:
@@ -150,14 +171,19 @@ def test_answer_streams_to_the_terminal_as_it_is_written(server: LocalServer) ->
     command += ["--user", "streamer", "add a task to buy milk"]
     client = subprocess.Popen(command, env=server.env, stdout=subprocess.PIPE)
     assert client.stdout is not None
+    watchdog = threading.Timer(COMMAND_SECONDS, client.kill)  # a hung client ends the reads
+    watchdog.start()
     chunks: list[bytes] = []
     try:
-        while chunk := client.stdout.read1(4096):  # returns whatever has arrived so far
+        # os.read returns whatever has arrived so far: one chunk per flush the client made.
+        while chunk := os.read(client.stdout.fileno(), 4096):
             chunks.append(chunk)
         assert client.wait(timeout=COMMAND_SECONDS) == 0
     finally:
+        watchdog.cancel()
         client.kill()
         client.wait()
+        client.stdout.close()
 
     output = b"".join(chunks).decode()
     assert output.startswith("Added task #1: buy milk.\nthread: thr_")
@@ -254,6 +280,34 @@ def test_cors_preflight_from_another_site_is_refused(server: LocalServer) -> Non
     assert "access-control-allow-origin" not in response.headers
 
 
+def test_upload_url_takes_a_browser_put_from_localhost(server: LocalServer) -> None:
+    token = resolve_token(server.url, None, "uploader", server.env)
+    attachment = httpx.post(
+        server.url,
+        json={
+            "type": "attachments.create",
+            "params": {"name": "notes.txt", "size": 11, "mime_type": "text/plain"},
+        },
+        headers={"authorization": f"Bearer {token}"},
+        timeout=10,
+    ).json()
+    upload = attachment["upload_descriptor"]
+    browser = {"origin": "http://localhost:3000"}
+
+    preflight = httpx.options(
+        upload["url"],
+        headers={**browser, "access-control-request-method": "PUT"},
+        timeout=10,
+    )
+    put = httpx.put(
+        upload["url"], content=b"hello world", headers={**browser, **upload["headers"]}, timeout=10
+    )
+
+    assert upload["url"].startswith("http://127.0.0.1:")
+    assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert put.status_code == 200
+
+
 def test_scripts_token_mints_a_token_the_server_accepts(
     server: LocalServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -266,14 +320,14 @@ def test_scripts_token_mints_a_token_the_server_accepts(
     assert jwt.decode(token, options={"verify_signature": False})["sub"] == "minted"
 
 
-def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
-    with running_server(tmp_path) as started:
-        started.process.send_signal(signal.SIGINT)
-        returncode = started.process.wait(timeout=15)
+def test_ctrl_c_stops_everything_cleanly(servers: tuple[LocalServer, LocalServer]) -> None:
+    spare = servers[1]
 
-    assert returncode == 0
-    assert "Traceback" not in started.stderr.read_text()
-    assert "Finished server process" in started.stderr.read_text()
+    spare.process.send_signal(signal.SIGINT)
+
+    assert spare.process.wait(timeout=15) == 0
+    assert "Traceback" not in spare.stderr.read_text()
+    assert "Finished server process" in spare.stderr.read_text()
 
 
 def test_client_without_a_token_for_a_remote_url_says_what_to_pass(
@@ -284,3 +338,32 @@ def test_client_without_a_token_for_a_remote_url_says_what_to_pass(
 
     assert chat_main(["--url", "https://example.com/chatkit", "hi"], io.StringIO(), err) == 1
     assert "pass --token or set CHATKIT_TOKEN" in err.getvalue()
+
+
+def test_dev_secret_is_created_once_and_kept_private(tmp_path: Path) -> None:
+    secret_file = tmp_path / "cache" / "dev-secret"
+
+    first = dev_secret({}, secret_file)
+
+    assert dev_secret({}, secret_file) == first  # tokens survive a restart
+    assert len(first) >= 32
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert dev_secret({"AUTH_DEV_SECRET": "from-env"}, secret_file) == "from-env"
+
+
+def test_env_file_adds_settings_without_overriding_the_environment(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "# a comment\n"
+        "OPENAI_API_KEY='sk-from-file'\n"
+        'export MODEL_NAME="gpt-4.1"\n'
+        "HISTORY_ITEMS=10\n"
+        "\n"
+        "not a setting\n"
+    )
+    env = {"HISTORY_ITEMS": "50"}
+
+    added = load_env_file(env_file, env)
+
+    assert env == {"OPENAI_API_KEY": "sk-from-file", "MODEL_NAME": "gpt-4.1", "HISTORY_ITEMS": "50"}
+    assert sorted(added) == ["MODEL_NAME", "OPENAI_API_KEY"]
