@@ -367,3 +367,61 @@ def test_env_file_adds_settings_without_overriding_the_environment(tmp_path: Pat
 
     assert env == {"OPENAI_API_KEY": "sk-from-file", "MODEL_NAME": "gpt-4.1", "HISTORY_ITEMS": "50"}
     assert sorted(added) == ["MODEL_NAME", "OPENAI_API_KEY"]
+
+
+def test_full_upload_reaches_the_model_and_is_deleted_with_its_thread(server: LocalServer) -> None:
+    import json
+    import re
+
+    import boto3
+
+    headers = {"authorization": f"Bearer {resolve_token(server.url, None, 'filer', server.env)}"}
+
+    def call(body: dict[str, object]) -> httpx.Response:
+        return httpx.post(server.url, json=body, headers=headers, timeout=30)
+
+    created = call(
+        {
+            "type": "attachments.create",
+            "params": {"name": "notes.txt", "size": 11, "mime_type": "text/plain"},
+        }
+    ).json()
+    upload = created["upload_descriptor"]
+    assert httpx.put(upload["url"], content=b"hello world", headers=upload["headers"]).is_success
+
+    answer = call(
+        {
+            "type": "threads.create",
+            "params": {
+                "input": {
+                    "content": [{"type": "input_text", "text": "what is in this file?"}],
+                    "attachments": [created["id"]],
+                    "inference_options": {},
+                }
+            },
+        }
+    )
+    events = [
+        json.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: ")
+    ]
+    text = json.dumps([e for e in events if e["type"] == "thread.item.done"])
+    assert 'notes.txt (text/plain, 11 bytes) starting \\"hello world\\"' in text
+    assert "upload_descriptor" not in text  # the one-time upload URL is not echoed back
+
+    moto_url = re.search(r"Moto\s+(http://127\.0\.0\.1:\d+)", server.startup_text())
+    assert moto_url is not None
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_url.group(1),
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+
+    def uploads() -> list[str]:
+        listing = s3.list_objects_v2(Bucket="chatkit-lambda-uploads", Prefix="uploads/filer/")
+        return [entry["Key"] for entry in listing.get("Contents", [])]
+
+    assert uploads() == [f"uploads/filer/{created['id']}/notes.txt"]
+    call({"type": "threads.delete", "params": {"thread_id": events[0]["thread"]["id"]}})
+    assert uploads() == []
