@@ -117,9 +117,8 @@ class AssistantServer(ChatKitServer[RequestContext]):
             attachment_ids = params.get("input", {}).get("attachments") or []
         except (ValueError, RecursionError, TypeError, KeyError, AttributeError):
             return  # malformed: the SDK's validation says what is wrong
-        if kind in ("threads.create", "threads.add_user_message"):
-            if kind == "threads.add_user_message":
-                await self.store.load_thread(params.get("thread_id"), context)
+        if kind == "threads.create":
+            # The SDK saves the new thread before it loads the attachments.
             for attachment_id in attachment_ids if isinstance(attachment_ids, list) else []:
                 if isinstance(attachment_id, str):
                     await self.store.load_attachment(attachment_id, context)
