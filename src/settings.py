@@ -23,6 +23,10 @@ class SettingsError(ValueError):
     """A configuration variable has a value that cannot work; the message names it."""
 
 
+class SecretUnavailableError(RuntimeError):
+    """A configured SSM parameter could not be read; the message names it (never its value)."""
+
+
 @dataclass(frozen=True)
 class Settings:
     # Storage

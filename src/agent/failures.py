@@ -7,6 +7,7 @@ import asyncio
 import openai
 from agents.exceptions import MaxTurnsExceeded, ModelBehaviorError
 
+from settings import SecretUnavailableError
 from store import StoreUnavailableError
 
 
@@ -45,6 +46,11 @@ def describe_failure(error: BaseException) -> tuple[str, bool]:
             return ("The assistant needed too many steps and was stopped. Try rephrasing.", True)
         case ModelBehaviorError():
             return ("The model gave an answer this server could not use. Try again.", True)
+        case SecretUnavailableError():
+            return (
+                f"The server is misconfigured: {error}. The administrator needs to fix it.",
+                False,
+            )
         case StoreUnavailableError():
             return ("Storage is busy right now. Try again in a moment.", True)
         case _:

@@ -9,9 +9,9 @@ import anyio.to_thread
 from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import BotoCoreError, ClientError
 
+from settings import SecretUnavailableError
 
-class SecretUnavailableError(RuntimeError):
-    """A configured SSM parameter could not be read; the message names it (never its value)."""
+__all__ = ["SecretParameter", "SecretUnavailableError"]
 
 
 class SecretParameter:

@@ -27,6 +27,7 @@ class FakeOpenAI:
     requests: list[dict[str, Any]] = field(default_factory=list)
     titles: list[str] = field(default_factory=list)  # answers to title requests, in order
     transcripts: list[bytes] = field(default_factory=list)  # audio received for transcription
+    api_keys: list[str] = field(default_factory=list)  # the bearer key of every request
     base_url: str = ""
 
     def next_reply(self, request: dict[str, Any]) -> Reply:
@@ -80,6 +81,7 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             raw = self.rfile.read(length)
+            fake.api_keys.append(self.headers.get("authorization", "").removeprefix("Bearer "))
             if self.path.endswith("/audio/transcriptions"):
                 fake.transcripts.append(raw)
                 self._send_json(200, {"text": "buy milk"})
