@@ -45,6 +45,14 @@ def aws() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def fresh_parameter_cache() -> None:
+    """Powertools caches SSM values process-wide; each test starts with a new moto account."""
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()
+
+
 @pytest.fixture
 def table(aws: None) -> type[TableRecord]:
     record = bind_table(TABLE, region="us-east-1")
