@@ -1,0 +1,417 @@
+"""The streaming Lambda entry point: our own Runtime API loop, in streaming response mode.
+
+Lambda's managed Python runtime cannot stream a response, so on the managed `python3.13`
+runtime `AWS_LAMBDA_EXEC_WRAPPER=/var/task/run-streaming.sh` replaces the runtime's loop with
+`python -m handlers.lambda_streaming`, which speaks the Runtime API itself:
+
+- Init: build the app (`handlers.main.build_app`). If that raises, POST /runtime/init/error
+  and exit 1.
+- Each invocation: GET /runtime/invocation/next (its trace id goes to `_X_AMZN_TRACE_ID`), run
+  the app on the Function URL event, and stream the answer to /runtime/invocation/{id}/response
+  in streaming mode (`Transfer-Encoding: chunked`, content type
+  `application/vnd.awslambda.http-integration-response`): the JSON prelude and 8 NULs, then one
+  HTTP chunk per ASGI body message, written the moment the app sends it.
+- Failures: before the first byte, POST /runtime/invocation/{id}/error; after it, end the
+  chunked body with the `Lambda-Runtime-Function-Error-Type` / `-Body` trailers. Either way the
+  loop goes on with the next invocation, on the same event loop (clients and pools survive).
+- Deadline: `STREAM_DEADLINE_MARGIN_MS` (default 2000) before `Lambda-Runtime-Deadline-Ms`,
+  the app's request is cancelled (ChatKit keeps the partial answer) and the stream ends with a
+  final SSE `error` event instead of being cut by Lambda (see `handlers.lambda_events`).
+- SnapStart (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`): only the imports are snapshotted.
+  Init imports `handlers.main` (and with it chatkit, the Agents SDK, boto3: the slow part), runs
+  the before-snapshot hooks, then GET /runtime/restore/next blocks until a restore. After it,
+  `random` is reseeded, the after-restore hooks run, and only then is the app built, so no
+  boto3 client, credential, connection pool or HTTP connection is ever in a snapshot. A hook
+  failing before the snapshot is an init error (exit 64); after the restore, or a build failing
+  then, is reported to /runtime/restore/error (exit 65), as awslambdaric does.
+  Hooks: `register_before_snapshot` / `register_after_restore` below have the semantics of AWS's
+  `snapshot_restore_py` (before-snapshot hooks run last-registered first, after-restore hooks
+  in registration order); when `snapshot_restore_py` is importable its hooks run too (ours
+  after theirs at restore, before theirs at snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http.client
+import importlib
+import io
+import json
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from handlers.lambda_events import ASGIApp, LambdaContext, stream_http_response
+
+logger = logging.getLogger("handlers.lambda_streaming")
+
+API_VERSION = "2018-06-01"
+HTTP_INTEGRATION_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
+ERROR_TYPE_TRAILER = "Lambda-Runtime-Function-Error-Type"
+ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
+DEFAULT_DEADLINE_MARGIN_MS = 2000
+
+Hook = tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]
+_before_snapshot: list[Hook] = []
+_after_restore: list[Hook] = []
+
+
+class RuntimeApiError(RuntimeError):
+    """The Runtime API could not be reached or refused a call: the process cannot go on."""
+
+
+class ResponseStreamError(RuntimeError):
+    """The connection carrying one streamed response broke."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One event handed out by GET /runtime/invocation/next."""
+
+    request_id: str
+    deadline_ms: int
+    function_arn: str
+    trace_id: str | None
+    body: bytes
+
+
+def error_payload(error: BaseException) -> dict[str, str]:
+    """What Lambda records about a failure: its type and message, never a traceback."""
+    return {"errorType": type(error).__name__, "errorMessage": str(error)}
+
+
+class ResponseStream:
+    """One streamed response on its own connection: the request head goes out with the first
+    chunk, then each chunk as it is written, then the end (with error trailers)."""
+
+    def __init__(
+        self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._head = head
+        self._reader = reader
+        self._writer = writer
+
+    async def write(self, data: bytes) -> None:
+        """Send `data` as one chunk now. Raises ResponseStreamError if the connection broke."""
+        if data:  # an empty chunk would end the body
+            await self._send(b"%x\r\n%b\r\n" % (len(data), data))
+
+    async def finish(self, error: BaseException | None = None) -> None:
+        """End the body (reporting `error` in the trailers) and read the Runtime API's answer."""
+        trailers = b""
+        if error is not None:
+            body = base64.b64encode(json.dumps(error_payload(error)).encode())
+            trailers = b"%s: %s\r\n%s: %s\r\n" % (
+                ERROR_TYPE_TRAILER.encode(),
+                type(error).__name__.encode(),
+                ERROR_BODY_TRAILER.encode(),
+                body,
+            )
+        await self._send(b"0\r\n" + trailers + b"\r\n")
+        try:
+            status_line = await self._reader.readline()
+        except OSError as error:
+            raise ResponseStreamError(f"response stream broke: {error}") from error
+        parts = status_line.split(maxsplit=2)
+        if len(parts) < 2 or not parts[1].startswith(b"2"):
+            raise ResponseStreamError(f"the Runtime API refused the response: {status_line!r}")
+
+    def close(self) -> None:
+        """Drop the connection (it is never reused); unused, it never sent a byte."""
+        self._writer.close()
+
+    async def _send(self, data: bytes) -> None:
+        try:
+            self._writer.write(self._head + data)
+            self._head = b""
+            await self._writer.drain()  # waits only while the socket's buffer is full
+        except OSError as error:
+            raise ResponseStreamError(f"response stream broke: {error}") from error
+
+
+class RuntimeApi:
+    """The Runtime API at `address` (host:port): blocking calls on one kept-alive connection,
+    each streamed response on an asyncio connection of its own."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        host, _, port = address.rpartition(":")
+        self.host, self.port = host or "127.0.0.1", int(port)
+        self._connection = http.client.HTTPConnection(self.host, self.port)
+
+    def next_invocation(self) -> Invocation:
+        """Wait for the next event (blocking: between invocations nothing else may run, as on
+        Lambda, where the environment is frozen). Raises RuntimeApiError."""
+        status, headers, body = self._call("GET", "/runtime/invocation/next")
+        if status != 200 or not headers.get("Lambda-Runtime-Aws-Request-Id"):
+            raise RuntimeApiError(f"GET /runtime/invocation/next answered {status}: {body[:200]!r}")
+        return Invocation(
+            request_id=headers["Lambda-Runtime-Aws-Request-Id"],
+            deadline_ms=int(headers.get("Lambda-Runtime-Deadline-Ms") or 0),
+            function_arn=headers.get("Lambda-Runtime-Invoked-Function-Arn") or "",
+            trace_id=headers.get("Lambda-Runtime-Trace-Id"),
+            body=body,
+        )
+
+    async def connect_response(self, request_id: str) -> ResponseStream:
+        """A connection for the streamed response of `request_id`; nothing is sent until its
+        first write. Raises ResponseStreamError."""
+        head = (
+            f"POST /{API_VERSION}/runtime/invocation/{request_id}/response HTTP/1.1\r\n"
+            f"Host: {self.address}\r\n"
+            "Lambda-Runtime-Function-Response-Mode: streaming\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            f"Content-Type: {HTTP_INTEGRATION_CONTENT_TYPE}\r\n"
+            f"Trailer: {ERROR_TYPE_TRAILER}, {ERROR_BODY_TRAILER}\r\n"
+            "\r\n"
+        )
+        try:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        except OSError as error:
+            raise ResponseStreamError(f"cannot open the response stream: {error}") from error
+        return ResponseStream(head.encode(), reader, writer)
+
+    def report_invocation_error(self, request_id: str, error: BaseException) -> None:
+        """POST /runtime/invocation/{id}/error (only before the response's first byte)."""
+        self._post_error(f"/runtime/invocation/{request_id}/error", error)
+
+    def report_init_error(self, error: BaseException) -> None:
+        """POST /runtime/init/error."""
+        self._post_error("/runtime/init/error", error)
+
+    def restore_next(self) -> None:
+        """GET /runtime/restore/next: returns after the snapshot has been restored."""
+        status, _, body = self._call("GET", "/runtime/restore/next")
+        if status != 200:
+            raise RuntimeApiError(f"GET /runtime/restore/next answered {status}: {body[:200]!r}")
+        self._connection.close()  # the next call opens a connection made after the restore
+
+    def report_restore_error(self, error: BaseException) -> None:
+        """POST /runtime/restore/error."""
+        self._post_error("/runtime/restore/error", error)
+
+    def _post_error(self, path: str, error: BaseException) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            ERROR_TYPE_TRAILER: type(error).__name__,
+        }
+        status, _, body = self._call("POST", path, json.dumps(error_payload(error)), headers)
+        if status >= 300:
+            logger.error("POST %s answered %s: %r", path, status, body[:200])
+
+    def _call(
+        self, method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        for attempt in (1, 2):
+            try:
+                self._connection.request(method, f"/{API_VERSION}{path}", body, headers or {})
+                response = self._connection.getresponse()
+                return response.status, response.headers, response.read()
+            except (OSError, http.client.HTTPException) as error:
+                # A kept-alive connection may have been closed by the other side: retry once.
+                self._connection.close()
+                if attempt == 2:
+                    raise RuntimeApiError(f"{method} {path} failed: {error!r}") from error
+        raise AssertionError("unreachable")
+
+
+async def serve(api: RuntimeApi, app: ASGIApp, *, deadline_margin: float = 2.0) -> None:
+    """Serve invocations one after another, forever; one failing never stops the next.
+
+    Returns only by raising RuntimeApiError, when the Runtime API itself fails.
+    """
+    while True:
+        invocation = api.next_invocation()
+        if invocation.trace_id:
+            os.environ["_X_AMZN_TRACE_ID"] = invocation.trace_id
+        else:
+            os.environ.pop("_X_AMZN_TRACE_ID", None)
+        try:
+            await handle_invocation(api, app, invocation, deadline_margin)
+        except RuntimeApiError:
+            raise
+        except Exception:
+            logger.exception("invocation %s failed", invocation.request_id)
+
+
+async def handle_invocation(
+    api: RuntimeApi, app: ASGIApp, invocation: Invocation, deadline_margin: float
+) -> None:
+    """Answer one invocation: a streamed response, or /error if nothing could be sent."""
+    context = LambdaContext(invocation.request_id, invocation.function_arn, invocation.deadline_ms)
+    deadline = None
+    if invocation.deadline_ms:
+        remaining = invocation.deadline_ms / 1000 - time.time()
+        deadline = asyncio.get_running_loop().time() + remaining - deadline_margin
+    try:
+        event = json.loads(invocation.body)
+    except ValueError as error:
+        logger.error("invocation %s: the event is not JSON", invocation.request_id)
+        api.report_invocation_error(invocation.request_id, error)
+        return
+    chunks = stream_http_response(
+        app, event, context, deadline=deadline, cancel_grace=deadline_margin / 2
+    )
+    # Connect while the app works on its first byte, so that byte leaves the moment it exists.
+    connecting = asyncio.create_task(api.connect_response(invocation.request_id))
+    try:
+        async with aclosing(chunks):
+            try:
+                first = await anext(chunks)
+            except Exception as error:
+                logger.exception(
+                    "invocation %s failed before its first byte", invocation.request_id
+                )
+                api.report_invocation_error(invocation.request_id, error)
+                return
+            stream = await connecting
+            await stream.finish(await _forward(first, chunks, stream))
+    finally:
+        await _close(connecting)
+
+
+async def _close(connecting: asyncio.Task[ResponseStream]) -> None:
+    connecting.cancel()
+    await asyncio.wait([connecting])
+    if not connecting.cancelled() and connecting.exception() is None:
+        connecting.result().close()
+
+
+async def _forward(
+    first: bytes, chunks: AsyncIterator[bytes], stream: ResponseStream
+) -> Exception | None:
+    """Write every chunk as it comes; return the app's failure (a broken stream raises)."""
+    try:
+        await stream.write(first)
+        async for chunk in chunks:
+            await stream.write(chunk)
+    except ResponseStreamError:
+        raise
+    except Exception as error:
+        logger.exception("the app failed mid-stream")
+        return error
+    return None
+
+
+def register_before_snapshot[F: Callable[..., object]](func: F, *args: Any, **kwargs: Any) -> F:
+    """Run `func(*args, **kwargs)` before a SnapStart snapshot (last registered runs first)."""
+    _before_snapshot.append((func, args, kwargs))
+    return func
+
+
+def register_after_restore[F: Callable[..., object]](func: F, *args: Any, **kwargs: Any) -> F:
+    """Run `func(*args, **kwargs)` after a SnapStart restore (in registration order)."""
+    _after_restore.append((func, args, kwargs))
+    return func
+
+
+def _aws_hooks() -> tuple[list[Hook], list[Hook]]:
+    try:
+        aws = importlib.import_module("snapshot_restore_py")
+    except ImportError:
+        return [], []
+    return list(aws.get_before_snapshot()), list(aws.get_after_restore())
+
+
+def initialize(
+    api: RuntimeApi,
+    build: Callable[[], ASGIApp],
+    *,
+    preload: Callable[[], object] = lambda: None,
+    snap_start: bool = False,
+) -> ASGIApp:
+    """The app, built from `build`; under SnapStart, `preload` runs before the snapshot and
+    `build` after the restore. Reports a failure to the Runtime API and exits (SystemExit)."""
+    if not snap_start:
+        try:
+            return build()
+        except Exception as error:
+            _fail_init(api, error, exit_code=1)
+    aws_before, aws_after = _aws_hooks()
+    try:
+        preload()
+        for func, args, kwargs in reversed(aws_before + _before_snapshot):
+            func(*args, **kwargs)
+    except Exception as error:
+        _fail_init(api, error, exit_code=64)
+    api.restore_next()
+    try:
+        random.seed()  # every restored copy would otherwise draw the same numbers
+        for func, args, kwargs in aws_after + _after_restore:
+            func(*args, **kwargs)
+        return build()
+    except Exception as error:
+        logger.exception("restore failed")
+        api.report_restore_error(error)
+        raise SystemExit(65) from error
+
+
+def _fail_init(api: RuntimeApi, error: Exception, *, exit_code: int) -> NoReturn:
+    logger.error("init failed: %s", error, exc_info=error)
+    api.report_init_error(error)
+    raise SystemExit(exit_code) from error
+
+
+def _deadline_margin(api: RuntimeApi) -> float:
+    """STREAM_DEADLINE_MARGIN_MS in seconds; a bad value is an init error."""
+    raw = os.environ.get("STREAM_DEADLINE_MARGIN_MS") or str(DEFAULT_DEADLINE_MARGIN_MS)
+    try:
+        margin_ms = float(raw)
+        if margin_ms < 0:
+            raise ValueError
+    except ValueError:
+        error = ValueError(f"STREAM_DEADLINE_MARGIN_MS must be milliseconds >= 0, not {raw!r}")
+        _fail_init(api, error, exit_code=1)
+    return margin_ms / 1000
+
+
+def _build_app() -> ASGIApp:
+    from handlers.main import build_app
+
+    return build_app()
+
+
+def _preload() -> None:
+    importlib.import_module("handlers.main")
+
+
+def main() -> None:
+    """Run the streaming runtime: init, then serve until the Runtime API fails (exit 1)."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # Lambda may freeze us with logs unflushed
+    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=logging.getLevelNamesMapping().get(level, logging.INFO),
+        format="[%(levelname)s] %(name)s: %(message)s",
+    )
+    address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
+    if not address:
+        raise SystemExit("AWS_LAMBDA_RUNTIME_API is not set: run this under Lambda or RIE")
+    api = RuntimeApi(address)
+    snap_start = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
+
+    async def run() -> None:
+        margin = _deadline_margin(api)
+        app = initialize(api, _build_app, preload=_preload, snap_start=snap_start)
+        await serve(api, app, deadline_margin=margin)
+
+    try:
+        asyncio.run(run())
+    except RuntimeApiError:
+        logger.exception("the Runtime API failed")
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    # Run the module under its own name, so hooks registered by importing
+    # `handlers.lambda_streaming` land in the registry that `main` reads.
+    from handlers import lambda_streaming
+
+    lambda_streaming.main()
