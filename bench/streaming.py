@@ -53,9 +53,9 @@ from agent.server import AssistantServer, TurnLimits  # noqa: E402
 from handlers.app import create_app  # noqa: E402
 from handlers.lambda_events import ASGIApp, LambdaContext  # noqa: E402
 from handlers.lambda_streaming import RuntimeApi, RuntimeApiError, serve  # noqa: E402
+from handlers.runtime_emulator import RuntimeApiEmulator, function_url_event  # noqa: E402
 from store import DynamoDBStore, PayloadBucket, RequestContext, bind_table, create_table  # noqa: E402
 from store.tasks import TaskStore  # noqa: E402
-from tests.handlers.fake_runtime_api import FakeRuntimeApi, function_url_event  # noqa: E402
 
 WORD_DELAY_SECONDS = 0.020
 RUNS = 9
@@ -116,7 +116,7 @@ def event_count(body: bytes) -> int:
 @contextmanager
 def streaming_entry_point(app: ASGIApp) -> Iterator[Callable[[], Timing]]:
     """(a): our runtime loop in a thread, behind the fake Runtime API."""
-    fake = FakeRuntimeApi()
+    fake = RuntimeApiEmulator()
 
     def loop() -> None:
         with suppress(RuntimeApiError):
@@ -227,7 +227,7 @@ def child_environment(runtime_api: str) -> dict[str, str]:
 
 def streaming_cold_start() -> float:
     """Seconds from starting the entry point to its first GET /invocation/next."""
-    with FakeRuntimeApi() as fake:
+    with RuntimeApiEmulator() as fake:
         started = time.perf_counter()
         process = subprocess.Popen(
             [sys.executable, "-m", "handlers.lambda_streaming"],

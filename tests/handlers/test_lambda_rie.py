@@ -34,9 +34,9 @@ from moto.server import ThreadedMotoServer
 
 from handlers.auth import mint_token
 from handlers.lambda_events import LambdaContext
+from handlers.runtime_emulator import function_url_event
 from store import bind_table, create_table
 from tests.agent.conftest import create_thread
-from tests.handlers.fake_runtime_api import function_url_event
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"

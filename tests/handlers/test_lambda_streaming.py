@@ -39,10 +39,10 @@ from handlers.lambda_events import (
     stream_http_response,
 )
 from handlers.lambda_streaming import RuntimeApi, RuntimeApiError, initialize, serve
+from handlers.runtime_emulator import RuntimeApiEmulator, function_url_event
 from store import DynamoDBStore, RequestContext, TableRecord
 from store.tasks import TaskStore
 from tests.agent.conftest import create_thread
-from tests.handlers.fake_runtime_api import FakeRuntimeApi, function_url_event
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
@@ -54,13 +54,13 @@ async def as_alice(request: Request) -> RequestContext:
 
 
 @pytest.fixture
-def runtime() -> Iterator[FakeRuntimeApi]:
-    with FakeRuntimeApi() as fake:
+def runtime() -> Iterator[RuntimeApiEmulator]:
+    with RuntimeApiEmulator() as fake:
         yield fake
 
 
 @contextmanager
-def running(fake: FakeRuntimeApi, app: ASGIApp, margin: float = 2.0) -> Iterator[None]:
+def running(fake: RuntimeApiEmulator, app: ASGIApp, margin: float = 2.0) -> Iterator[None]:
     """The runtime loop serving `app` in a thread until the fake Runtime API closes."""
 
     def loop() -> None:
@@ -184,7 +184,7 @@ async def test_closing_the_stream_early_cancels_the_app() -> None:
 # -- the wire format ----------------------------------------------------------------------------
 
 
-def test_response_is_posted_in_streaming_mode(runtime: FakeRuntimeApi) -> None:
+def test_response_is_posted_in_streaming_mode(runtime: RuntimeApiEmulator) -> None:
     with running(runtime, scripted):
         response = runtime.result(runtime.add_invocation(function_url_event("GET", "/ok")))
 
@@ -202,7 +202,7 @@ def test_response_is_posted_in_streaming_mode(runtime: FakeRuntimeApi) -> None:
 
 
 def test_body_is_the_prelude_eight_nuls_then_the_sse_events(
-    runtime: FakeRuntimeApi, store: DynamoDBStore, table: type[TableRecord]
+    runtime: RuntimeApiEmulator, store: DynamoDBStore, table: type[TableRecord]
 ) -> None:
     with running(runtime, chatkit_app(store, table)):
         response = runtime.result(runtime.add_invocation(chatkit_event(create_thread("Hello"))))
@@ -219,7 +219,7 @@ def test_body_is_the_prelude_eight_nuls_then_the_sse_events(
 
 
 def test_each_event_travels_in_its_own_chunk(
-    runtime: FakeRuntimeApi, store: DynamoDBStore, table: type[TableRecord]
+    runtime: RuntimeApiEmulator, store: DynamoDBStore, table: type[TableRecord]
 ) -> None:
     with running(runtime, chatkit_app(store, table)):
         response = runtime.result(runtime.add_invocation(chatkit_event(create_thread("Hello"))))
@@ -232,7 +232,7 @@ def test_each_event_travels_in_its_own_chunk(
 
 
 def test_events_reach_the_wire_while_the_model_is_still_answering(
-    runtime: FakeRuntimeApi, store: DynamoDBStore, table: type[TableRecord]
+    runtime: RuntimeApiEmulator, store: DynamoDBStore, table: type[TableRecord]
 ) -> None:
     async def marked_sleep(seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -257,7 +257,7 @@ def test_events_reach_the_wire_while_the_model_is_still_answering(
 # -- failures -----------------------------------------------------------------------------------
 
 
-def test_failure_mid_stream_is_reported_in_the_trailers(runtime: FakeRuntimeApi) -> None:
+def test_failure_mid_stream_is_reported_in_the_trailers(runtime: RuntimeApiEmulator) -> None:
     with running(runtime, scripted):
         event = function_url_event("GET", "/fail-mid-stream")
         response = runtime.result(runtime.add_invocation(event))
@@ -272,7 +272,7 @@ def test_failure_mid_stream_is_reported_in_the_trailers(runtime: FakeRuntimeApi)
     }
 
 
-def test_failure_before_the_first_byte_posts_to_error(runtime: FakeRuntimeApi) -> None:
+def test_failure_before_the_first_byte_posts_to_error(runtime: RuntimeApiEmulator) -> None:
     with running(runtime, scripted):
         event = function_url_event("GET", "/fail-before-response")
         answer = runtime.result(runtime.add_invocation(event))
@@ -287,7 +287,7 @@ def test_failure_before_the_first_byte_posts_to_error(runtime: FakeRuntimeApi) -
 
 @pytest.mark.parametrize("event", [b"{not json", {"detail-type": "Scheduled Event"}])
 def test_an_event_that_is_not_a_function_url_request_posts_to_error(
-    runtime: FakeRuntimeApi, event: Any
+    runtime: RuntimeApiEmulator, event: Any
 ) -> None:
     with running(runtime, scripted):
         answer = runtime.result(runtime.add_invocation(event))
@@ -300,7 +300,7 @@ def test_an_event_that_is_not_a_function_url_request_posts_to_error(
 
 
 def test_invocations_are_served_one_after_another_on_one_event_loop(
-    runtime: FakeRuntimeApi,
+    runtime: RuntimeApiEmulator,
 ) -> None:
     with running(runtime, scripted):
         ids = [runtime.add_invocation(function_url_event("GET", "/loop")) for _ in range(3)]
@@ -312,7 +312,7 @@ def test_invocations_are_served_one_after_another_on_one_event_loop(
 
 
 def test_a_failed_invocation_does_not_stop_the_loop(
-    runtime: FakeRuntimeApi, store: DynamoDBStore, table: type[TableRecord]
+    runtime: RuntimeApiEmulator, store: DynamoDBStore, table: type[TableRecord]
 ) -> None:
     app = chatkit_app(store, table)
 
@@ -336,7 +336,7 @@ def test_a_failed_invocation_does_not_stop_the_loop(
     assert not answers[-1].trailers
 
 
-def test_trace_id_is_exported_to_the_app(runtime: FakeRuntimeApi) -> None:
+def test_trace_id_is_exported_to_the_app(runtime: RuntimeApiEmulator) -> None:
     trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
     with running(runtime, scripted):
         event = function_url_event("GET", "/trace")
@@ -349,7 +349,7 @@ def test_trace_id_is_exported_to_the_app(runtime: FakeRuntimeApi) -> None:
 
 
 def test_deadline_ends_the_answer_with_an_error_event_and_keeps_the_partial_answer(
-    runtime: FakeRuntimeApi, store: DynamoDBStore, table: type[TableRecord]
+    runtime: RuntimeApiEmulator, store: DynamoDBStore, table: type[TableRecord]
 ) -> None:
     # The answer takes ~8 s; Lambda's deadline is 2.5 s away, the margin 1 s.
     model = OfflineModel(0.1)
@@ -401,7 +401,7 @@ async def test_deadline_before_the_response_starts_answers_504() -> None:
 # -- init and SnapStart -------------------------------------------------------------------------
 
 
-def test_init_failure_posts_init_error(runtime: FakeRuntimeApi) -> None:
+def test_init_failure_posts_init_error(runtime: RuntimeApiEmulator) -> None:
     def broken() -> ASGIApp:
         raise ValueError("MODEL_PROVIDER must be one of openai, openai-compatible, offline")
 
@@ -424,7 +424,7 @@ def test_init_failure_posts_init_error(runtime: FakeRuntimeApi) -> None:
     ids=["module", "exec-wrapper"],
 )
 def test_entry_point_reports_a_bad_configuration_and_exits(
-    runtime: FakeRuntimeApi, command: list[str]
+    runtime: RuntimeApiEmulator, command: list[str]
 ) -> None:
     env = {
         **os.environ,
@@ -441,7 +441,7 @@ def test_entry_point_reports_a_bad_configuration_and_exits(
     assert runtime.next_calls == 0
 
 
-def test_bad_deadline_margin_is_an_init_error(runtime: FakeRuntimeApi) -> None:
+def test_bad_deadline_margin_is_an_init_error(runtime: RuntimeApiEmulator) -> None:
     env = {
         **os.environ,
         "AWS_LAMBDA_RUNTIME_API": runtime.address,
@@ -454,7 +454,7 @@ def test_bad_deadline_margin_is_an_init_error(runtime: FakeRuntimeApi) -> None:
     assert "STREAM_DEADLINE_MARGIN_MS" in runtime.wait_for_init_error(5).error()["errorMessage"]
 
 
-def test_snapstart_builds_the_app_after_the_restore(runtime: FakeRuntimeApi) -> None:
+def test_snapstart_builds_the_app_after_the_restore(runtime: RuntimeApiEmulator) -> None:
     from handlers import lambda_streaming
 
     steps: list[str] = []
@@ -489,7 +489,7 @@ def test_snapstart_builds_the_app_after_the_restore(runtime: FakeRuntimeApi) -> 
     assert random.random() != random.Random(7).random(), "random was not reseeded"
 
 
-def test_snapstart_restore_failure_posts_restore_error(runtime: FakeRuntimeApi) -> None:
+def test_snapstart_restore_failure_posts_restore_error(runtime: RuntimeApiEmulator) -> None:
     def build() -> ASGIApp:
         raise ConnectionError("no credentials after restore")
 

@@ -1,4 +1,5 @@
-"""A fake Lambda Runtime API on 127.0.0.1, for driving the streaming entry point in tests.
+"""A Lambda Runtime API emulator on 127.0.0.1, for driving the streaming entry point locally
+(`scripts/invoke`) and in tests.
 
 It hands out queued events on GET /invocation/next and records, for each response, the
 request headers, every chunk of the chunked body as it arrives (with its arrival time), and the
@@ -17,6 +18,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,10 +89,12 @@ class _Invocation:
     trace_id: str | None
 
 
-class FakeRuntimeApi:
+class RuntimeApiEmulator:
     """A threaded Runtime API server; use as a context manager, or call close()."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_chunk: Callable[[bytes], None] | None = None) -> None:
+        """`on_chunk` sees every chunk of an invocation's response the moment it arrives."""
+        self._on_chunk = on_chunk
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
         self._invocations: queue.Queue[_Invocation | None] = queue.Queue()
@@ -108,7 +112,7 @@ class FakeRuntimeApi:
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def __enter__(self) -> FakeRuntimeApi:
+    def __enter__(self) -> RuntimeApiEmulator:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -214,6 +218,8 @@ class FakeRuntimeApi:
                     recorded.chunks.append(Chunk(pending, time.perf_counter()))
                     recorded.body += pending
                     self.mark("chunk", f"{recorded.path}#{len(recorded.chunks) - 1}")
+                    if self._on_chunk is not None:
+                        self._on_chunk(pending)
                     pending = b""
             elif isinstance(event, h11.EndOfMessage) and recorded is not None:
                 recorded.trailers = {
