@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import anyio.to_thread
 import jwt
-from fastapi import Request
+from starlette.requests import Request
 
 from handlers.secrets import SecretParameter
 from settings import Settings
@@ -115,7 +115,7 @@ def _decode(
 
 
 def bearer_authenticator(verifier: TokenVerifier) -> Callable[[Request], Awaitable[RequestContext]]:
-    """A FastAPI dependency: the caller's RequestContext, or AuthError (401)."""
+    """The app's authenticator: the caller's RequestContext, or AuthError (401)."""
 
     async def authenticate(request: Request) -> RequestContext:
         header = request.headers.get("authorization")

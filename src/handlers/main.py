@@ -6,7 +6,7 @@ so it is safe during Lambda init and in tests.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from agent.providers import build_models
 from agent.server import AssistantServer, TurnLimits
@@ -55,7 +55,7 @@ def build_server(settings: Settings) -> AssistantServer:
     )
 
 
-def build_app(settings: Settings | None = None) -> FastAPI:
+def build_app(settings: Settings | None = None) -> Starlette:
     """The app, configured from the environment unless `settings` are given.
 
     Raises SettingsError or AuthConfigurationError, naming the variable, when the

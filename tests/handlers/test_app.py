@@ -13,7 +13,7 @@ import httpx
 import pytest
 import uvicorn
 from chatkit.types import AssistantMessageItem, SDKHiddenContextItem, ThreadItem, ThreadMetadata
-from fastapi import Request
+from starlette.requests import Request
 
 from agent.server import AssistantServer, TurnLimits
 from handlers.app import create_app

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from chatkit.types import AssistantMessageItem, SDKHiddenContextItem
-from fastapi import Request
+from starlette.requests import Request
 
 from agent.offline_model import OfflineModel
 from agent.providers import Models
