@@ -90,3 +90,12 @@ async def all_items(
     store: DynamoDBStore, thread_id: str, context: RequestContext
 ) -> list[ThreadItem]:
     return (await store.load_thread_items(thread_id, None, 200, "asc", context)).data
+
+
+def widget_item(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The widget item the stream finished (the task list)."""
+    return next(
+        event["item"]
+        for event in of_type(events, "thread.item.done")
+        if event["item"]["type"] == "widget"
+    )

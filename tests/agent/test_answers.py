@@ -33,15 +33,21 @@ def fake_openai() -> Iterator[FakeOpenAI]:
         yield fake
 
 
+def compatible_settings(fake: FakeOpenAI, **overrides: Any) -> Settings:
+    """Settings for an OpenAI-compatible provider at the fake server, without client retries."""
+    values: dict[str, Any] = {
+        "provider": "openai-compatible",
+        "base_url": fake.base_url,
+        "api_key": "test-key",
+        "model": "fake-model",
+        "model_max_retries": 0,
+        **overrides,
+    }
+    return Settings(**values)
+
+
 def compatible_server(store: DynamoDBStore, tasks: TaskStore, fake: FakeOpenAI) -> AssistantServer:
-    settings = Settings(
-        provider="openai-compatible",
-        base_url=fake.base_url,
-        api_key="test-key",
-        model="fake-model",
-        model_max_retries=0,
-    )
-    models = build_models(settings)
+    models = build_models(compatible_settings(fake))
     # Titles come from the offline truncation, so every scripted reply is an answer.
     return AssistantServer(store, tasks, Models(models.provider, models.chat, None, None))
 
@@ -184,13 +190,7 @@ async def test_tool_loops_beyond_the_turn_limit_are_stopped(
 async def test_real_provider_titles_new_threads_with_a_model_call(
     store: DynamoDBStore, tasks: TaskStore, alice: RequestContext, fake_openai: FakeOpenAI
 ) -> None:
-    settings = Settings(
-        provider="openai-compatible",
-        base_url=fake_openai.base_url,
-        api_key="k",
-        model_max_retries=0,
-    )
-    server = AssistantServer(store, tasks, build_models(settings))
+    server = AssistantServer(store, tasks, build_models(compatible_settings(fake_openai)))
     fake_openai.replies = [Reply(["Sure."])]
     fake_openai.titles = ["Weekend picnic plans"]
 
@@ -205,13 +205,7 @@ async def test_real_provider_titles_new_threads_with_a_model_call(
 async def test_failed_title_call_falls_back_to_the_first_message(
     store: DynamoDBStore, tasks: TaskStore, alice: RequestContext, fake_openai: FakeOpenAI
 ) -> None:
-    settings = Settings(
-        provider="openai-compatible",
-        base_url=fake_openai.base_url,
-        api_key="k",
-        model_max_retries=0,
-    )
-    server = AssistantServer(store, tasks, build_models(settings))
+    server = AssistantServer(store, tasks, build_models(compatible_settings(fake_openai)))
     fake_openai.replies = [Reply(["Sure."])]
     fake_openai.titles = []  # the fake answers title requests with "A title" unless told...
 
@@ -255,12 +249,8 @@ async def test_openai_transcription_is_used_for_dictation(
 
     from tests.agent.conftest import call
 
-    settings = Settings(
-        provider="openai",
-        base_url=fake_openai.base_url,
-        api_key="k",
-        transcription_model="gpt-4o-mini-transcribe",
-        model_max_retries=0,
+    settings = compatible_settings(
+        fake_openai, provider="openai", transcription_model="gpt-4o-mini-transcribe"
     )
     server = AssistantServer(store, tasks, build_models(settings))
     audio = base64.b64encode(b"OggS-fake-audio").decode()

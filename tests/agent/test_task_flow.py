@@ -20,6 +20,7 @@ from tests.agent.conftest import (
     create_thread,
     of_type,
     stream,
+    widget_item,
 )
 
 
@@ -93,11 +94,7 @@ async def test_widget_buttons_also_work_synchronously(
     created = await stream(server, create_thread("add a task to water plants"), alice)
     thread_id = created[0]["thread"]["id"]
     listed = await stream(server, add_message(thread_id, "show my tasks"), alice)
-    widget_id = next(
-        e["item"]["id"]
-        for e in of_type(listed, "thread.item.done")
-        if e["item"]["type"] == "widget"
-    )
+    widget_id = widget_item(listed)["id"]
 
     answer = await call(
         server,
@@ -126,11 +123,7 @@ async def test_users_never_see_each_others_tasks(
 
     listed = await stream(server, create_thread("show my tasks"), bob)
 
-    widget = next(
-        e["item"]["widget"]
-        for e in of_type(listed, "thread.item.done")
-        if e["item"]["type"] == "widget"
-    )
+    widget = widget_item(listed)["widget"]
     assert "buy milk" not in str(widget)
     assert await tasks.list(bob) == []
 
@@ -141,11 +134,7 @@ async def test_a_bad_action_payload_changes_nothing(
     created = await stream(server, create_thread("add a task to buy milk"), alice)
     thread_id = created[0]["thread"]["id"]
     listed = await stream(server, add_message(thread_id, "show my tasks"), alice)
-    widget_id = next(
-        e["item"]["id"]
-        for e in of_type(listed, "thread.item.done")
-        if e["item"]["type"] == "widget"
-    )
+    widget_id = widget_item(listed)["id"]
 
     acted = await stream(
         server,

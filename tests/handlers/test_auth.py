@@ -22,22 +22,16 @@ from jwt.algorithms import RSAAlgorithm
 
 from handlers.auth import mint_token
 from handlers.main import build_app
-from settings import Settings
 from store import TableRecord
-from tests.conftest import BUCKET, TABLE
+from tests.handlers.conftest import app_settings
 
 SECRET = "a-development-secret-of-enough-length-123"
 LIST = {"type": "threads.list", "params": {}}
 
 
-def settings(**overrides: Any) -> Settings:
-    base: dict[str, Any] = {"table_name": TABLE, "bucket_name": BUCKET, "region": "us-east-1"}
-    return Settings(**{**base, **overrides})
-
-
 @pytest.fixture
 def client(table: type[TableRecord], s3: Any) -> Iterator[httpx.AsyncClient]:
-    app = build_app(settings(auth_dev_secret=SECRET))
+    app = build_app(app_settings(auth_dev_secret=SECRET))
     yield httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
@@ -127,7 +121,7 @@ async def test_hs256_secret_comes_from_ssm(table: type[TableRecord], s3: Any) ->
     boto3.client("ssm", region_name="us-east-1").put_parameter(
         Name="/chatkit/auth-secret", Value=SECRET, Type="SecureString"
     )
-    app = build_app(settings(auth_secret_parameter="/chatkit/auth-secret"))
+    app = build_app(app_settings(auth_secret_parameter="/chatkit/auth-secret"))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
@@ -138,7 +132,7 @@ async def test_hs256_secret_comes_from_ssm(table: type[TableRecord], s3: Any) ->
 async def test_missing_ssm_secret_is_a_clear_error_naming_it(
     table: type[TableRecord], s3: Any
 ) -> None:
-    app = build_app(settings(auth_secret_parameter="/chatkit/missing-secret"))
+    app = build_app(app_settings(auth_secret_parameter="/chatkit/missing-secret"))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
@@ -183,7 +177,7 @@ def issuer(rsa_key: rsa.RSAPrivateKey) -> Iterator[str]:
 
 @pytest.fixture
 def oidc_client(table: type[TableRecord], s3: Any, issuer: str) -> httpx.AsyncClient:
-    app = build_app(settings(auth_mode="oidc", oidc_issuer=issuer, oidc_audience="chatkit-app"))
+    app = build_app(app_settings(auth_mode="oidc", oidc_issuer=issuer, oidc_audience="chatkit-app"))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 

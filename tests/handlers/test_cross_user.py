@@ -12,10 +12,9 @@ import httpx
 import pytest
 
 from handlers.auth import mint_token
-from handlers.main import build_app
-from settings import Settings
 from store import TableRecord
 from tests.conftest import BUCKET, TABLE
+from tests.handlers.conftest import app_client, app_settings
 
 SECRET = "cross-user-test-secret-0123456789abcdef"
 ALICE = {"authorization": f"Bearer {mint_token(SECRET, 'alice')}"}
@@ -24,15 +23,7 @@ BOB = {"authorization": f"Bearer {mint_token(SECRET, 'bob')}"}
 
 @pytest.fixture
 async def client(table: type[TableRecord], s3: Any) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        table_name=TABLE,
-        bucket_name=BUCKET,
-        region="us-east-1",
-        auth_dev_secret=SECRET,
-        offline_word_delay_seconds=0,
-    )
-    transport = httpx.ASGITransport(app=build_app(settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with app_client(app_settings(auth_dev_secret=SECRET)) as client:
         yield client
 
 

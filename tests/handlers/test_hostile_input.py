@@ -14,27 +14,18 @@ import jwt
 import pytest
 
 from handlers.auth import mint_token
-from handlers.main import build_app
-from settings import Settings
 from store import TableRecord
-from tests.conftest import BUCKET, TABLE
+from tests.conftest import TABLE
+from tests.handlers.conftest import app_client, app_settings
 
 SECRET = "hostile-input-test-secret-0123456789"
 
 
 @pytest.fixture
 async def client(table: type[TableRecord], s3: Any) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        table_name=TABLE,
-        bucket_name=BUCKET,
-        region="us-east-1",
-        auth_dev_secret=SECRET,
-        max_request_bytes=100_000,
-        upload_max_bytes=5_000_000,
-        offline_word_delay_seconds=0,
-    )
-    transport = httpx.ASGITransport(app=build_app(settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with app_client(
+        app_settings(auth_dev_secret=SECRET, max_request_bytes=100_000, upload_max_bytes=5_000_000)
+    ) as client:
         yield client
 
 

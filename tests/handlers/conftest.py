@@ -1,0 +1,30 @@
+"""The real app, built by the composition root on the moto-backed table and bucket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from handlers.main import build_app
+from settings import Settings
+from tests.conftest import BUCKET, TABLE
+
+
+def app_settings(**overrides: Any) -> Settings:
+    """Settings for the test table and bucket; the offline model answers without delay."""
+    values: dict[str, Any] = {
+        "table_name": TABLE,
+        "bucket_name": BUCKET,
+        "region": "us-east-1",
+        "offline_word_delay_seconds": 0,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+def app_client(settings: Settings) -> httpx.AsyncClient:
+    """An HTTP client speaking to the app in-process (fine for status codes and bodies;
+    streaming timing needs a real server)."""
+    transport = httpx.ASGITransport(app=build_app(settings))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
