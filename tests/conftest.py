@@ -19,6 +19,7 @@ from store import (
     create_table,
 )
 from store.uploads import s3_client
+from tests.support.atomic_moto import make_moto_dynamodb_atomic
 
 # Set before any client is created; moto intercepts every call made with them.
 os.environ.update(
@@ -34,6 +35,9 @@ for variable in (
     "AWS_ENDPOINT_URL_S3",
 ):
     os.environ.pop(variable, None)
+
+# DynamoDB applies each single-item write atomically; moto does only when told to.
+make_moto_dynamodb_atomic()
 
 TABLE = "chatkit-test"
 BUCKET = "chatkit-test-uploads"
