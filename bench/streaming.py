@@ -51,10 +51,10 @@ sys.path.insert(1, str(ROOT))
 from agent.offline_model import OfflineModel  # noqa: E402
 from agent.providers import Models  # noqa: E402
 from agent.server import AssistantServer, TurnLimits  # noqa: E402
+from devtools.runtime_emulator import RuntimeApiEmulator, function_url_event  # noqa: E402
 from handlers.app import create_app  # noqa: E402
 from handlers.lambda_events import ASGIApp, LambdaContext  # noqa: E402
 from handlers.lambda_streaming import RuntimeApi, RuntimeApiError, serve  # noqa: E402
-from handlers.runtime_emulator import RuntimeApiEmulator, function_url_event  # noqa: E402
 from store import DynamoDBStore, PayloadBucket, RequestContext, bind_table, create_table  # noqa: E402
 from store.tasks import TaskStore  # noqa: E402
 

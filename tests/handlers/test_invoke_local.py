@@ -20,7 +20,7 @@ def test_sample_event_streams_a_chatkit_answer(tmp_path: Path) -> None:
     env.update(PYTHONPATH=str(REPO / "src"), CHATKIT_DEV_SECRET_FILE=str(tmp_path / "secret"))
 
     result = subprocess.run(
-        [sys.executable, "-m", "handlers.invoke_local", "events/threads-create.json"],
+        [sys.executable, "-m", "devtools.invoke_local", "events/threads-create.json"],
         cwd=REPO,
         env=env,
         capture_output=True,

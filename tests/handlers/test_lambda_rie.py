@@ -32,9 +32,9 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
+from devtools.runtime_emulator import function_url_event
 from handlers.auth import mint_token
 from handlers.lambda_events import LambdaContext
-from handlers.runtime_emulator import function_url_event
 from store import bind_table, create_table
 from tests.agent.conftest import create_thread
 

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from agent.offline_model import OfflineModel
 from agent.providers import Models
 from agent.server import AssistantServer, TurnLimits
+from devtools.runtime_emulator import RuntimeApiEmulator, function_url_event
 from handlers.app import create_app
 from handlers.lambda_events import (
     TIMEOUT_EVENT,
@@ -39,7 +40,6 @@ from handlers.lambda_events import (
     stream_http_response,
 )
 from handlers.lambda_streaming import RuntimeApi, RuntimeApiError, initialize, serve
-from handlers.runtime_emulator import RuntimeApiEmulator, function_url_event
 from store import DynamoDBStore, RequestContext, TableRecord
 from store.tasks import TaskStore
 from tests.agent.conftest import create_thread

@@ -1,4 +1,4 @@
-"""The local server for real: `python -m handlers.local` in a subprocess (moto, uvicorn, the
+"""The local server for real: `python -m devtools.local` in a subprocess (moto, uvicorn, the
 offline model), driven by the terminal client as a developer would drive it."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import httpx
 import jwt
 import pytest
 
-from handlers.local import dev_secret, load_env_file, token_main
-from handlers.terminal_client import main as chat_main
-from handlers.terminal_client import resolve_token
+from devtools.local import dev_secret, load_env_file, token_main
+from devtools.terminal_client import main as chat_main
+from devtools.terminal_client import resolve_token
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 90  # an upper bound only: importing the agent stack is slow on a busy machine
@@ -66,7 +66,7 @@ def start_server(directory: Path) -> LocalServer:
     secret_file = directory / "dev-secret"
     env = local_env(secret_file)
     stdout, stderr = directory / "stdout.txt", directory / "stderr.txt"
-    command = [sys.executable, "-m", "handlers.local", "--no-env-file"]
+    command = [sys.executable, "-m", "devtools.local", "--no-env-file"]
     command += ["--port", str(port), "--moto-port", str(free_port())]
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=REPO)
@@ -130,7 +130,7 @@ def server(servers: tuple[LocalServer, LocalServer]) -> LocalServer:
 def chat(server: LocalServer, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the terminal client against the server; each test uses its own --user."""
     return subprocess.run(
-        [sys.executable, "-m", "handlers.terminal_client", "--url", server.url, *args],
+        [sys.executable, "-m", "devtools.terminal_client", "--url", server.url, *args],
         env=server.env,
         capture_output=True,
         text=True,
@@ -167,7 +167,7 @@ def test_printed_token_is_accepted(server: LocalServer) -> None:
 
 
 def test_answer_streams_to_the_terminal_as_it_is_written(server: LocalServer) -> None:
-    command = [sys.executable, "-m", "handlers.terminal_client", "--url", server.url]
+    command = [sys.executable, "-m", "devtools.terminal_client", "--url", server.url]
     command += ["--user", "streamer", "add a task to buy milk"]
     client = subprocess.Popen(command, env=server.env, stdout=subprocess.PIPE)
     assert client.stdout is not None

@@ -31,7 +31,7 @@ import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8000/chatkit"
 DEFAULT_USER = "local-user"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET_FILE_ENV = "CHATKIT_DEV_SECRET_FILE"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Reads wait between events, not for the whole answer: a turn is bounded server-side.

@@ -21,9 +21,9 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
+from devtools.local import dev_secret, point_aws_at, provision
+from devtools.runtime_emulator import PRELUDE_DELIMITER, RuntimeApiEmulator
 from handlers.auth import mint_token
-from handlers.local import dev_secret, point_aws_at, provision
-from handlers.runtime_emulator import PRELUDE_DELIMITER, RuntimeApiEmulator
 from settings import Settings
 
 PLACEHOLDER = "<token placeholder>"
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with RuntimeApiEmulator(on_chunk=_Printer()) as runtime:
             env["AWS_LAMBDA_RUNTIME_API"] = runtime.address
-            env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+            env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src")
             request_id = runtime.add_invocation(event)
             # The function's own output (its logs) goes to stderr; stdout is the response.
             command = [sys.executable, "-m", "handlers.lambda_streaming"]

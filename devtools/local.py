@@ -1,6 +1,6 @@
 """The local server: the same app as on Lambda, on uvicorn, against an in-memory AWS (moto).
 
-`./scripts/serve` (or `python -m handlers.local`) starts a moto server, creates in it the
+`./scripts/serve` (or `python -m devtools.local`) starts a moto server, creates in it the
 DynamoDB table (from `store.table`, the production definition), the uploads bucket and the
 configured SSM parameters, then serves `handlers.main.build_app` on http://127.0.0.1:8000 with
 CORS for localhost origins. In production the Function URL answers CORS, so only this wrapper
@@ -29,14 +29,14 @@ from moto.server import ThreadedMotoServer
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
-from handlers.auth import AuthConfigurationError, mint_token
-from handlers.terminal_client import (
+from devtools.terminal_client import (
     DEFAULT_URL,
     DEFAULT_USER,
     REPO_ROOT,
     SECRET_FILE_ENV,
     default_secret_file,
 )
+from handlers.auth import AuthConfigurationError, mint_token
 from settings import Settings, SettingsError
 from store import bind_table, create_table
 
