@@ -23,7 +23,7 @@ from moto.server import ThreadedMotoServer
 
 from devtools.local import dev_secret, point_aws_at, provision
 from devtools.runtime_emulator import PRELUDE_DELIMITER, RuntimeApiEmulator
-from handlers.auth import mint_token
+from devtools.tokens import mint_token
 from settings import Settings
 
 PLACEHOLDER = "<token placeholder>"

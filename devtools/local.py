@@ -36,11 +36,11 @@ from devtools.terminal_client import (
     SECRET_FILE_ENV,
     default_secret_file,
 )
-from handlers.auth import AuthConfigurationError, mint_token
+from devtools.tokens import TOKEN_HOURS, mint_token, read_secret
+from handlers.auth import AuthConfigurationError
 from settings import Settings, SettingsError
 from store import bind_table, create_table
 
-TOKEN_HOURS = 12
 LOCAL_REGION = "us-east-1"
 # Any port on localhost or 127.0.0.1, over http or https: a dev server for the ChatKit UI.
 LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
@@ -110,41 +110,6 @@ def _serve(options: argparse.Namespace) -> int:
         moto.stop()
 
 
-def token_main(argv: Sequence[str] | None = None) -> int:
-    """`scripts/token`: print an HS256 token signed with the local dev secret."""
-    parser = argparse.ArgumentParser(
-        prog="scripts/token",
-        description=(
-            "Print an HS256 token for a user, signed with the local dev secret "
-            "(--secret-file, else AUTH_DEV_SECRET, else the file ./scripts/serve created). "
-            "In production your own backend mints these tokens, with the secret it shares "
-            "with the function through SSM (AUTH_SECRET_PARAMETER)."
-        ),
-    )
-    parser.add_argument(
-        "--user", default=DEFAULT_USER, help=f"the token's sub (default {DEFAULT_USER})"
-    )
-    parser.add_argument(
-        "--hours", type=float, default=TOKEN_HOURS, help=f"lifetime (default {TOKEN_HOURS})"
-    )
-    parser.add_argument("--secret-file", type=Path, help="file holding the HS256 secret")
-    options = parser.parse_args(argv)
-    if options.secret_file is not None:
-        secret = _read_secret(options.secret_file)
-    else:
-        secret = os.environ.get("AUTH_DEV_SECRET") or _read_secret(default_secret_file())
-    if not secret:
-        where = options.secret_file or default_secret_file()
-        print(
-            f"no secret: {where} is missing or empty and AUTH_DEV_SECRET is not set "
-            "(./scripts/serve creates the file on its first start)",
-            file=sys.stderr,
-        )
-        return 1
-    print(mint_token(secret, options.user, int(options.hours * 3600)))
-    return 0
-
-
 def load_env_file(path: Path, env: MutableMapping[str, str]) -> list[str]:
     """Add the `NAME=value` lines of a .env file to `env`, without overriding what is set.
 
@@ -176,7 +141,7 @@ def dev_secret(env: MutableMapping[str, str], secret_file: Path | None) -> str:
     if env.get("AUTH_DEV_SECRET"):
         return env["AUTH_DEV_SECRET"]
     path = secret_file or default_secret_file(env)
-    existing = _read_secret(path)
+    existing = read_secret(path)
     if existing:
         return existing
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -344,13 +309,6 @@ def _describe_model(settings: Settings) -> str:
         )
     where = f" at {settings.base_url}" if settings.base_url else ""
     return f"{settings.model} ({settings.provider}{where})"
-
-
-def _read_secret(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8").strip() or None
-    except FileNotFoundError:
-        return None
 
 
 def _serve_parser() -> argparse.ArgumentParser:

@@ -50,7 +50,7 @@ def default_secret_file(env: Mapping[str, str] | None = None) -> Path:
 
 
 def mint_dev_token(secret: str, user_id: str, lifetime_seconds: int = 12 * 3600) -> str:
-    """An HS256 JWT with the claims `handlers.auth.mint_token` sets (sub, iat, exp).
+    """An HS256 JWT with the claims `devtools.tokens.mint_token` sets (sub, iat, exp).
 
     Written with the standard library so that this client needs nothing but httpx.
     """

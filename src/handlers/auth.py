@@ -5,7 +5,6 @@ The token's `sub` becomes `RequestContext.user_id`, the only user id the store e
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -156,12 +155,6 @@ def build_verifier(settings: Settings) -> TokenVerifier:
     raise AuthConfigurationError(
         "AUTH_MODE=hs256 needs AUTH_SECRET_PARAMETER (or AUTH_DEV_SECRET for local development)"
     )
-
-
-def mint_token(secret: str, user_id: str, lifetime_seconds: int = 12 * 3600) -> str:
-    """An HS256 token for `user_id` (local development, tests, and your own app's backend)."""
-    now = int(time.time())
-    return jwt.encode({"sub": user_id, "iat": now, "exp": now + lifetime_seconds}, secret, "HS256")
 
 
 def _request_id(request: Request) -> str:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from handlers.auth import mint_token
+from devtools.tokens import mint_token
 from handlers.main import build_app
 from store import TableRecord
 from tests.handlers.conftest import app_settings

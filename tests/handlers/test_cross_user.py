@@ -11,7 +11,7 @@ import boto3
 import httpx
 import pytest
 
-from handlers.auth import mint_token
+from devtools.tokens import mint_token
 from store import TableRecord
 from tests.conftest import BUCKET, TABLE
 from tests.handlers.conftest import app_client, app_settings

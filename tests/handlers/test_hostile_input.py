@@ -13,7 +13,7 @@ import httpx
 import jwt
 import pytest
 
-from handlers.auth import mint_token
+from devtools.tokens import mint_token
 from store import TableRecord
 from tests.conftest import TABLE
 from tests.handlers.conftest import app_client, app_settings

@@ -33,7 +33,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from devtools.runtime_emulator import function_url_event
-from handlers.auth import mint_token
+from devtools.tokens import mint_token
 from handlers.lambda_events import LambdaContext
 from store import bind_table, create_table
 from tests.agent.conftest import create_thread

@@ -19,9 +19,10 @@ import httpx
 import jwt
 import pytest
 
-from devtools.local import dev_secret, load_env_file, token_main
+from devtools.local import dev_secret, load_env_file
 from devtools.terminal_client import main as chat_main
 from devtools.terminal_client import resolve_token
+from devtools.tokens import token_main
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 90  # an upper bound only: importing the agent stack is slow on a busy machine

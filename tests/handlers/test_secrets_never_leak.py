@@ -12,7 +12,7 @@ import boto3
 import httpx
 import pytest
 
-from handlers.auth import mint_token
+from devtools.tokens import mint_token
 from handlers.main import build_app
 from settings import Settings
 from store import TableRecord
