@@ -258,15 +258,29 @@ def test_handler_names_a_function_defined_in_src() -> None:
     assert name in defined
 
 
-def test_code_is_src_built_from_the_locked_runtime_dependencies() -> None:
+def test_code_is_src_built_by_the_makefile_recipe() -> None:
     resource = only("AWS::Serverless::Function")
+    makefile = (ROOT / resource["Metadata"]["ContextPath"] / "Makefile").read_text()
 
     assert function()["CodeUri"] == "src/"
-    assert resource["Metadata"]["BuildMethod"] == "python-uv"
+    assert resource["Metadata"]["BuildMethod"] == "makefile"
+    assert "build-ChatKitFunction:" in makefile
     for name in ("default", "dev", "prod"):
         build = samconfig()[name]["build"]["parameters"]
-        assert build["manifest"] == "pyproject.toml", name
-        assert build["beta_features"] is True, name  # python-uv is a beta build method
+        # A manifest would replace the Makefile; a cached build would miss a uv.lock change.
+        assert "manifest" not in build, name
+        assert build.get("cached", False) is False, name
+
+
+def test_sync_builds_like_build_and_gives_the_parameters_the_rules_require() -> None:
+    sync = samconfig()["dev"]["sync"]["parameters"]
+    overrides = dict(entry.split("=", 1) for entry in sync["parameter_overrides"])
+
+    assert "manifest" not in sync
+    assert sync["dependency_layer"] is False  # the Makefile's artifact holds the dependencies
+    assert set(overrides) <= set(template()["Parameters"])
+    assert rules_hold(parameter_values(overrides))
+    assert overrides == samconfig_overrides("dev")
 
 
 def test_every_environment_variable_is_one_the_app_or_its_libraries_read() -> None:
