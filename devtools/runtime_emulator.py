@@ -109,6 +109,12 @@ class RuntimeApiEmulator:
         self.first_next_at: float | None = None  # time.perf_counter() of the first /next
         self.waiting_for_next = threading.Event()
         self.restore_requested = threading.Event()
+        # Faults to inject: response connections to drop unanswered, /restore/next to fail.
+        self.responses_to_drop = 0
+        self.restore_next_status = 200
+        # Called with the call's number at each /invocation/next, before it waits for an event:
+        # the function's environment would be frozen from then on.
+        self.on_next: Callable[[int], None] | None = None
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -204,6 +210,8 @@ class RuntimeApiEmulator:
                 connection.receive_data(data)
                 continue
             if isinstance(event, h11.Request):
+                if event.target.endswith(b"/response") and self._drop_response():
+                    return None  # closes the connection without an answer
                 raw = [(name.decode(), value.decode()) for name, value in event.headers]
                 recorded = Recorded(
                     path=event.target.decode(),
@@ -235,7 +243,7 @@ class RuntimeApiEmulator:
             return self._next_invocation()
         if path == f"{API}/restore/next":
             self.restore_requested.set()
-            return 200, [], b""
+            return self.restore_next_status, [], b""
         if path == f"{API}/init/error":
             self._store(self.init_errors, recorded)
         elif path == f"{API}/restore/error":
@@ -249,6 +257,13 @@ class RuntimeApiEmulator:
             return 404, [], b'{"errorType":"NotFound"}'
         return 202, [("content-type", "application/json")], b'{"status":"OK"}'
 
+    def _drop_response(self) -> bool:
+        with self._done:
+            if self.responses_to_drop <= 0:
+                return False
+            self.responses_to_drop -= 1
+            return True
+
     def _store(self, records: list[Recorded], recorded: Recorded) -> None:
         with self._done:
             records.append(recorded)
@@ -256,6 +271,8 @@ class RuntimeApiEmulator:
 
     def _next_invocation(self) -> tuple[int, list[tuple[str, str]], bytes]:
         self.next_calls += 1
+        if self.on_next is not None:
+            self.on_next(self.next_calls)
         if self.first_next_at is None:
             self.first_next_at = time.perf_counter()
         self.waiting_for_next.set()

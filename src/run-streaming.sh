@@ -2,7 +2,9 @@
 # AWS_LAMBDA_EXEC_WRAPPER for the managed python3.x runtime, which starts its runtime as
 #   run-streaming.sh /var/lang/bin/python3.13 /var/runtime/bootstrap.py
 # Its loop cannot stream responses, so we keep its interpreter ($1) and run ours instead
-# (handlers/lambda_streaming.py). Without the wrapper, the function's Handler
+# (handlers/lambda_streaming.py), which puts on sys.path what the runtime's bootstrap would:
+# the task root, the layers (/opt/python...) and the runtime directory. Without the wrapper
+# (an empty AWS_LAMBDA_EXEC_WRAPPER, e.g. under `sam local invoke`), the function's Handler
 # (handlers.lambda_buffered.handler) answers buffered.
 set -eu
 
@@ -13,6 +15,5 @@ case "${1:-}" in
 esac
 
 cd "$task_root"
-export PYTHONPATH="$task_root${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 exec "$python" -m handlers.lambda_streaming

@@ -38,25 +38,28 @@ import http.client
 import importlib
 import io
 import json
-import logging
 import os
 import random
+import site
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from handlers.lambda_events import ASGIApp, LambdaContext, stream_http_response
-
-logger = logging.getLogger("handlers.lambda_streaming")
+from logs import logger, route_all_logging
 
 API_VERSION = "2018-06-01"
 HTTP_INTEGRATION_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
 ERROR_TYPE_TRAILER = "Lambda-Runtime-Function-Error-Type"
 ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
 DEFAULT_DEADLINE_MARGIN_MS = 2000
+# Work the app leaves running after its response (a save shielded from cancellation) may use
+# the invocation's time up to this close to Lambda's deadline; an unknown deadline gets this long.
+DEADLINE_SAFETY_SECONDS = 0.1
+UNKNOWN_DEADLINE_WAIT_SECONDS = 10.0
 
 Hook = tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]
 _before_snapshot: list[Hook] = []
@@ -204,7 +207,9 @@ class RuntimeApi:
         }
         status, _, body = self._call("POST", path, json.dumps(error_payload(error)), headers)
         if status >= 300:
-            logger.error("POST %s answered %s: %r", path, status, body[:200])
+            logger.error(
+                f"POST {path} answered {status}", extra={"body": body[:200].decode("latin-1")}
+            )
 
     def _call(
         self, method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None
@@ -238,13 +243,14 @@ async def serve(api: RuntimeApi, app: ASGIApp, *, deadline_margin: float = 2.0) 
         except RuntimeApiError:
             raise
         except Exception:
-            logger.exception("invocation %s failed", invocation.request_id)
+            logger.exception("invocation failed", extra={"request_id": invocation.request_id})
 
 
 async def handle_invocation(
     api: RuntimeApi, app: ASGIApp, invocation: Invocation, deadline_margin: float
 ) -> None:
-    """Answer one invocation: a streamed response, or /error if nothing could be sent."""
+    """Answer one invocation: a streamed response, or /error if it could not be delivered.
+    Returns once the work the app left running has ended (or Lambda's deadline is near)."""
     context = LambdaContext(invocation.request_id, invocation.function_arn, invocation.deadline_ms)
     deadline = None
     if invocation.deadline_ms:
@@ -253,28 +259,54 @@ async def handle_invocation(
     try:
         event = json.loads(invocation.body)
     except ValueError as error:
-        logger.error("invocation %s: the event is not JSON", invocation.request_id)
+        logger.error("the event is not JSON", extra={"request_id": invocation.request_id})
         api.report_invocation_error(invocation.request_id, error)
         return
     chunks = stream_http_response(
         app, event, context, deadline=deadline, cancel_grace=deadline_margin / 2
     )
+    try:
+        await _respond(api, invocation.request_id, chunks)
+    finally:
+        await _finish_leftover_work(invocation.deadline_ms)
+
+
+async def _respond(api: RuntimeApi, request_id: str, chunks: AsyncGenerator[bytes]) -> None:
     # Connect while the app works on its first byte, so that byte leaves the moment it exists.
-    connecting = asyncio.create_task(api.connect_response(invocation.request_id))
+    connecting = asyncio.create_task(api.connect_response(request_id))
     try:
         async with aclosing(chunks):
             try:
                 first = await anext(chunks)
             except Exception as error:
-                logger.exception(
-                    "invocation %s failed before its first byte", invocation.request_id
-                )
-                api.report_invocation_error(invocation.request_id, error)
+                logger.exception("failed before the first byte", extra={"request_id": request_id})
+                api.report_invocation_error(request_id, error)
                 return
-            stream = await connecting
-            await stream.finish(await _forward(first, chunks, stream))
+            try:
+                stream = await connecting
+                await stream.finish(await _forward(first, chunks, stream))
+            except ResponseStreamError as error:
+                # The Runtime API did not take the response: without /error the invocation
+                # would stay unanswered until its timeout.
+                logger.exception("the response was not delivered", extra={"request_id": request_id})
+                api.report_invocation_error(request_id, error)
     finally:
         await _close(connecting)
+
+
+async def _finish_leftover_work(deadline_ms: int) -> None:
+    """Let tasks the app left running end before the next /next freezes the environment (a
+    frozen save would run only when the next invocation arrives), up to Lambda's deadline."""
+    leftover = asyncio.all_tasks() - {asyncio.current_task()}
+    if not leftover:
+        return
+    if deadline_ms:
+        timeout = max(0.0, deadline_ms / 1000 - time.time() - DEADLINE_SAFETY_SECONDS)
+    else:
+        timeout = UNKNOWN_DEADLINE_WAIT_SECONDS
+    _, running = await asyncio.wait(leftover, timeout=timeout)
+    if running:
+        logger.warning("work still running at the deadline", extra={"tasks": len(running)})
 
 
 async def _close(connecting: asyncio.Task[ResponseStream]) -> None:
@@ -341,20 +373,27 @@ def initialize(
             func(*args, **kwargs)
     except Exception as error:
         _fail_init(api, error, exit_code=64)
-    api.restore_next()
     try:
+        api.restore_next()
         random.seed()  # every restored copy would otherwise draw the same numbers
         for func, args, kwargs in aws_after + _after_restore:
             func(*args, **kwargs)
         return build()
     except Exception as error:
         logger.exception("restore failed")
-        api.report_restore_error(error)
+        _report_restore_error(api, error)
         raise SystemExit(65) from error
 
 
+def _report_restore_error(api: RuntimeApi, error: Exception) -> None:
+    try:
+        api.report_restore_error(error)
+    except RuntimeApiError:
+        logger.exception("could not report the restore error")
+
+
 def _fail_init(api: RuntimeApi, error: Exception, *, exit_code: int) -> NoReturn:
-    logger.error("init failed: %s", error, exc_info=error)
+    logger.error(f"init failed: {error}", exc_info=error)
     api.report_init_error(error)
     raise SystemExit(exit_code) from error
 
@@ -382,15 +421,31 @@ def _preload() -> None:
     importlib.import_module("handlers.main")
 
 
+def use_managed_runtime_path(
+    env: dict[str, str] | os._Environ[str], opt_root: str = "/opt"
+) -> None:
+    """Put on `sys.path` what the managed runtime's bootstrap would, in its order: the task
+    root, the layers' versioned site-packages and python/ (unless PYTHONPATH is set), then the
+    runtime directory (awslambdaric, `snapshot_restore_py`). `.pth` files are honoured."""
+    task_root = env.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    front = [task_root]
+    if "PYTHONPATH" not in env:
+        front += [f"{opt_root}/python/lib/{version}/site-packages", f"{opt_root}/python"]
+    runtime_dir = env.get("LAMBDA_RUNTIME_DIR")
+    rest = [p for p in sys.path if p not in (*front, runtime_dir, "", os.getcwd())]
+    sys.path[:] = [*front, *([runtime_dir] if runtime_dir else []), *rest]
+    for directory in front[:2]:
+        if os.path.isdir(directory):
+            site.addsitedir(directory)  # .pth files; the directory keeps its place
+
+
 def main() -> None:
     """Run the streaming runtime: init, then serve until the Runtime API fails (exit 1)."""
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)  # Lambda may freeze us with logs unflushed
-    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        level=logging.getLevelNamesMapping().get(level, logging.INFO),
-        format="[%(levelname)s] %(name)s: %(message)s",
-    )
+    use_managed_runtime_path(os.environ)
+    route_all_logging()
     address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
     if not address:
         raise SystemExit("AWS_LAMBDA_RUNTIME_API is not set: run this under Lambda or RIE")

@@ -40,9 +40,10 @@ from handlers.lambda_events import (
     stream_http_response,
 )
 from handlers.lambda_streaming import RuntimeApi, RuntimeApiError, initialize, serve
-from store import DynamoDBStore, RequestContext, TableRecord
+from store import DynamoDBStore, PayloadBucket, RequestContext, TableRecord
 from store.tasks import TaskStore
 from tests.agent.conftest import create_thread
+from tests.conftest import BUCKET
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
@@ -285,6 +286,19 @@ def test_failure_before_the_first_byte_posts_to_error(runtime: RuntimeApiEmulato
     }
 
 
+def test_a_response_the_runtime_api_does_not_take_is_reported_on_error(
+    runtime: RuntimeApiEmulator,
+) -> None:
+    runtime.responses_to_drop = 1
+    with running(runtime, scripted):
+        dropped = runtime.add_invocation(function_url_event("GET", "/ok"))
+        after = runtime.add_invocation(function_url_event("GET", "/ok"))
+        answers = [runtime.result(dropped), runtime.result(after)]
+
+    assert [answer.kind for answer in answers] == ["error", "response"]
+    assert answers[0].error()["errorType"] == "ResponseStreamError"
+
+
 @pytest.mark.parametrize("event", [b"{not json", {"detail-type": "Scheduled Event"}])
 def test_an_event_that_is_not_a_function_url_request_posts_to_error(
     runtime: RuntimeApiEmulator, event: Any
@@ -348,13 +362,39 @@ def test_trace_id_is_exported_to_the_app(runtime: RuntimeApiEmulator) -> None:
 # -- the deadline -------------------------------------------------------------------------------
 
 
+def stalling_model(words: int) -> OfflineModel:
+    """The offline model, answering `words` words and then never another: a deadline always
+    falls mid-answer, however slow the machine."""
+    produced = 0
+
+    async def sleep(seconds: float) -> None:
+        nonlocal produced
+        produced += 1
+        if produced > words:
+            await asyncio.Event().wait()
+
+    return OfflineModel(0.01, sleep=sleep)
+
+
+class DelayedHiddenContextSaves(DynamoDBStore):
+    """A store that saves the cancellation note only once `proceed` is set: the save outlives
+    the cancel grace and the response."""
+
+    proceed = threading.Event()
+
+    async def add_thread_item(self, thread_id: str, item: Any, context: RequestContext) -> None:
+        if isinstance(item, SDKHiddenContextItem):
+            await asyncio.to_thread(self.proceed.wait, 30)
+            await asyncio.sleep(0.3)  # a slow write: the loop would be asking for /next by now
+        await super().add_thread_item(thread_id, item, context)
+
+
 def test_deadline_ends_the_answer_with_an_error_event_and_keeps_the_partial_answer(
     runtime: RuntimeApiEmulator, store: DynamoDBStore, table: type[TableRecord]
 ) -> None:
-    # The answer takes ~8 s; Lambda's deadline is 2.5 s away, the margin 1 s.
-    model = OfflineModel(0.1)
-    with running(runtime, chatkit_app(store, table, model), margin=1.0):
-        deadline_ms = int(time.time() * 1000) + 2500
+    # Lambda's deadline is 6 s away, the margin 1 s: the answer stops after 5 s, 3 words in.
+    with running(runtime, chatkit_app(store, table, stalling_model(3)), margin=1.0):
+        deadline_ms = int(time.time() * 1000) + 6000
         event = chatkit_event(create_thread("Tell me a long story"))
         response = runtime.result(runtime.add_invocation(event, deadline_ms=deadline_ms))
 
@@ -378,6 +418,31 @@ def test_deadline_ends_the_answer_with_an_error_event_and_keeps_the_partial_answ
     partial = items[1]
     assert isinstance(partial, AssistantMessageItem) and partial.content[0].text.strip()
     assert isinstance(items[2], SDKHiddenContextItem)
+
+
+def test_the_partial_answer_is_saved_before_the_environment_can_be_frozen(
+    runtime: RuntimeApiEmulator, table: type[TableRecord], s3: Any
+) -> None:
+    store = DelayedHiddenContextSaves(table, PayloadBucket(s3, BUCKET), sleep=lambda _s: None)
+    stored_when_frozen: list[list[str]] = []
+    thread_ids: list[str] = []
+
+    def at_next(call: int) -> None:  # the loop waits for its next event: nothing runs on
+        if call == 2:
+            page = store.load_thread_items(thread_ids[0], None, 20, "asc", ALICE)
+            stored_when_frozen.append([item.type for item in asyncio.run(page).data])
+
+    runtime.on_next = at_next
+    # The answer is stopped 3 s before the deadline, 8 s away; the save may use 1.5 s of those.
+    with running(runtime, chatkit_app(store, table, stalling_model(3)), margin=3.0):
+        deadline_ms = int(time.time() * 1000) + 8000
+        event = chatkit_event(create_thread("Tell me a long story"))
+        response = runtime.result(runtime.add_invocation(event, deadline_ms=deadline_ms))
+        thread_ids.append(response.sse_events()[0]["thread"]["id"])
+        store.proceed.set()  # the answer has ended: only now may the note be saved
+        runtime.add_invocation(function_url_event("GET", "/health"))
+
+    assert stored_when_frozen == [["user_message", "assistant_message", "sdk_hidden_context"]]
 
 
 async def test_deadline_before_the_response_starts_answers_504() -> None:
@@ -489,6 +554,16 @@ def test_snapstart_builds_the_app_after_the_restore(runtime: RuntimeApiEmulator)
     assert random.random() != random.Random(7).random(), "random was not reseeded"
 
 
+def test_a_failed_restore_next_is_reported_on_restore_error(runtime: RuntimeApiEmulator) -> None:
+    runtime.restore_next_status = 500
+
+    with pytest.raises(SystemExit) as exit_info:
+        initialize(RuntimeApi(runtime.address), lambda: scripted, snap_start=True)
+
+    assert exit_info.value.code == 65
+    assert runtime.restore_errors[0].error()["errorType"] == "RuntimeApiError"
+
+
 def test_snapstart_restore_failure_posts_restore_error(runtime: RuntimeApiEmulator) -> None:
     def build() -> ASGIApp:
         raise ConnectionError("no credentials after restore")
@@ -499,3 +574,94 @@ def test_snapstart_restore_failure_posts_restore_error(runtime: RuntimeApiEmulat
     assert exit_info.value.code == 65
     assert runtime.restore_requested.is_set()
     assert runtime.restore_errors[0].error()["errorType"] == "ConnectionError"
+
+
+# -- logs and the import path -------------------------------------------------------------------
+
+
+def run_entry_point(
+    runtime: RuntimeApiEmulator, events: list[Any], **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m handlers.lambda_streaming` answering `events`, then stopped by the emulator."""
+    settings = {
+        "AWS_LAMBDA_RUNTIME_API": runtime.address,
+        "LAMBDA_TASK_ROOT": str(SRC),
+        "MODEL_PROVIDER": "offline",
+        "AUTH_DEV_SECRET": "a-development-secret-long-enough-for-hs256",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
+    ids = [runtime.add_invocation(event) for event in events]
+    command = [sys.executable, "-m", "handlers.lambda_streaming"]
+    process = subprocess.Popen(
+        command,
+        cwd=SRC,
+        env={**os.environ, **settings, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for request_id in ids:
+        runtime.result(request_id, timeout=120)
+    runtime.close()
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def test_each_log_record_is_one_json_line_with_its_traceback_and_extra_fields(
+    runtime: RuntimeApiEmulator,
+) -> None:
+    finished = run_entry_point(runtime, [{"detail-type": "Scheduled Event"}], LOG_LEVEL="INFO")
+
+    records = [json.loads(line) for line in finished.stdout.splitlines() if line.strip()]
+    [failure] = [r for r in records if r["message"] == "failed before the first byte"]
+    assert failure["level"] == "ERROR"
+    assert failure["request_id"]
+    assert "Traceback" in failure["exception"] and "\n" in failure["exception"]
+    assert failure["exception_name"] == "UnsupportedEventError"
+
+
+def test_log_level_reaches_the_runtime_loop(runtime: RuntimeApiEmulator) -> None:
+    finished = run_entry_point(runtime, [{"detail-type": "Scheduled Event"}], LOG_LEVEL="ERROR")
+
+    records = [json.loads(line) for line in finished.stdout.splitlines() if line.strip()]
+    assert {record["level"] for record in records} == {"ERROR"}
+    assert "failed before the first byte" in [record["message"] for record in records]
+
+
+def test_the_loop_imports_from_layers_and_the_runtime_directory_like_the_managed_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from handlers.lambda_streaming import use_managed_runtime_path
+
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    layer_site = tmp_path / "opt" / "python" / "lib" / version / "site-packages"
+    layer_site.mkdir(parents=True)
+    (layer_site / "extra.pth").write_text(str(tmp_path / "pth-dir") + "\n")
+    (tmp_path / "pth-dir").mkdir()
+    task_root, runtime_dir = tmp_path / "task", tmp_path / "runtime"
+    env = {"LAMBDA_TASK_ROOT": str(task_root), "LAMBDA_RUNTIME_DIR": str(runtime_dir)}
+    monkeypatch.setattr(sys, "path", ["", "/usr/lib/python313.zip"])
+
+    use_managed_runtime_path(env, opt_root=str(tmp_path / "opt"))
+
+    assert sys.path[:4] == [
+        str(task_root),
+        str(layer_site),
+        str(tmp_path / "opt" / "python"),
+        str(runtime_dir),
+    ]
+    assert str(tmp_path / "pth-dir") in sys.path
+    assert "" not in sys.path
+
+
+def test_pythonpath_set_by_the_function_leaves_the_layers_off_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from handlers.lambda_streaming import use_managed_runtime_path
+
+    env = {"LAMBDA_TASK_ROOT": "/var/task", "PYTHONPATH": "/var/task/lib"}
+    monkeypatch.setattr(sys, "path", ["/var/task/lib", "/usr/lib/python313.zip"])
+
+    use_managed_runtime_path(env, opt_root=str(tmp_path / "opt"))
+
+    assert sys.path == ["/var/task", "/var/task/lib", "/usr/lib/python313.zip"]
