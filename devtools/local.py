@@ -19,7 +19,7 @@ import re
 import secrets
 import socket
 import sys
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,9 +98,10 @@ def _serve(options: argparse.Namespace) -> int:
             log_level="info",
             timeout_graceful_shutdown=3,
         )
-        intro = startup_text(
-            settings, aws, options.host, options.port, secret, loaded, options.env_file
-        )
+
+        def intro(port: int) -> str:
+            return startup_text(settings, aws, options.host, port, secret, loaded, options.env_file)
+
         server = _AnnouncingServer(config, intro)
         # uvicorn shuts down gracefully on Ctrl-C, then raises it again: nothing left to do.
         with contextlib.suppress(KeyboardInterrupt):
@@ -289,16 +290,18 @@ def startup_text(
 
 
 class _AnnouncingServer(uvicorn.Server):
-    """uvicorn, printing the startup text once the socket listens (not before it can fail)."""
+    """uvicorn, printing the startup text once the socket listens (not before it can fail),
+    with the port it got (`--port 0` binds a free one)."""
 
-    def __init__(self, config: uvicorn.Config, intro: str) -> None:
+    def __init__(self, config: uvicorn.Config, intro: Callable[[int], str]) -> None:
         super().__init__(config)
         self.intro = intro
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
-            print(self.intro, flush=True)
+            port = self.servers[0].sockets[0].getsockname()[1]
+            print(self.intro(port), flush=True)
 
 
 def _describe_model(settings: Settings) -> str:
@@ -321,7 +324,9 @@ def _serve_parser() -> argparse.ArgumentParser:
             + " is set (in the environment or .env)."
         ),
     )
-    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument(
+        "--port", type=int, default=8000, help="HTTP port (default 8000; 0: a free one)"
+    )
     parser.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
     )

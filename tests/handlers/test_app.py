@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -38,12 +37,6 @@ async def as_alice(request: Request) -> RequestContext:
     return RequestContext(user_id="alice")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def server(store: DynamoDBStore, tasks: TaskStore) -> CancelAwareServer:
     # A slow offline model, so the client can leave in the middle of the answer.
@@ -52,9 +45,8 @@ def server(store: DynamoDBStore, tasks: TaskStore) -> CancelAwareServer:
 
 @pytest.fixture
 def base_url(server: CancelAwareServer) -> Iterator[str]:
-    port = free_port()
     config = uvicorn.Config(
-        create_app(server, as_alice), host="127.0.0.1", port=port, log_level="warning"
+        create_app(server, as_alice), host="127.0.0.1", port=0, log_level="warning"
     )
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
@@ -64,6 +56,7 @@ def base_url(server: CancelAwareServer) -> Iterator[str]:
             if running.started:
                 break
             threading.Event().wait(0.01)
+        port = running.servers[0].sockets[0].getsockname()[1]  # bound by uvicorn itself
         yield f"http://127.0.0.1:{port}"
     finally:
         running.should_exit = True

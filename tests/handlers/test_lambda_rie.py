@@ -1,14 +1,15 @@
 """The real entry points, configured from the environment like on Lambda, over a moto server.
 
-- The streaming entry point runs under the AWS Runtime Interface Emulator (the `aws-lambda-rie`
-  binary shipped in the aws-sam-cli wheel), started the way the managed python3.13 runtime
-  starts it: `run-streaming.sh <python> /var/runtime/bootstrap.py`. RIE accepts the
-  streaming-mode response and returns it buffered, prelude and NULs included (it ignores
-  trailers and timing: those are tested against the fake Runtime API).
+- The streaming entry point runs from the built artifact (tests/support/lambda_harness.py: the
+  Makefile's recipe for this machine, a read-only task root, the managed runtime's bootstrap and
+  variables) under the AWS Runtime Interface Emulator, the `aws-lambda-rie` binary shipped in the
+  aws-sam-cli wheel. RIE accepts the streaming-mode response and returns it buffered, prelude and
+  NULs included (it ignores trailers and timing: those are tested against the fake Runtime API).
 - The buffered entry point (`handlers.lambda_buffered.handler`) is called like Lambda would.
 
-The RIE binary is downloaded once (`pip download --no-deps aws-sam-cli`) into `.cache/`; the
-RIE tests are skipped, saying why, only when that download is impossible.
+The RIE binary comes from the pinned SAM CLI in uv's tool cache (`scripts/aws-tools rie`, which
+installs it on first use; `scripts/test` does that before pytest and passes the path in
+CHATKIT_RIE_BINARY). Without it the RIE tests fail, saying why: CI must run them.
 """
 
 from __future__ import annotations
@@ -16,13 +17,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,69 +35,40 @@ from devtools.tokens import mint_token
 from handlers.lambda_events import LambdaContext
 from store import bind_table, create_table
 from tests.agent.conftest import create_thread
+from tests.support.lambda_harness import (
+    harness_artifact,
+    lambda_environment,
+    listening_ports,
+    make_writable,
+    runtime_dir,
+    task_root_copy,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "src"
-CACHE = ROOT / ".cache"
 TABLE = "chatkit-rie"
 BUCKET = "chatkit-rie-uploads"
 SECRET = "rie-test-secret-that-is-long-enough-for-hs256"
-RIE_ARCHITECTURES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def rie_binary() -> Path:
-    """The emulator for this machine, from the cache or freshly extracted from aws-sam-cli."""
-    architecture = RIE_ARCHITECTURES.get(platform.machine().lower())
-    if sys.platform != "linux" or architecture is None:
+    """The emulator for this machine, from the pinned SAM CLI."""
+    if sys.platform != "linux" or platform.machine().lower() not in ("x86_64", "aarch64"):
         pytest.skip(f"the RIE binary runs on Linux x86_64/arm64, not {platform.platform()}")
-    name = f"aws-lambda-rie-{architecture}"
-    binary = CACHE / "aws-lambda-rie" / name
-    if binary.exists():
-        return binary
-    CACHE.mkdir(exist_ok=True)
-    (CACHE / ".gitignore").write_text("# Downloaded by the tests; never committed.\n*\n")
-    with tempfile.TemporaryDirectory() as download:
-        reasons = []
-        for pip in _pip_commands():
-            command = [*pip, "download", "--no-deps", "--only-binary=:all:", "aws-sam-cli"]
-            try:
-                subprocess.run(
-                    [*command, "-d", download], check=True, capture_output=True, timeout=300
-                )
-                break
-            except (OSError, subprocess.SubprocessError) as error:
-                reasons.append(f"{' '.join(pip)}: {_reason(error)}")
-        wheels = list(Path(download).glob("aws_sam_cli-*.whl"))
-        if not wheels:
-            pytest.skip("cannot download the aws-sam-cli wheel for RIE: " + "; ".join(reasons))
-        binary.parent.mkdir(exist_ok=True)
-        partial = binary.with_suffix(".partial")
-        with zipfile.ZipFile(wheels[0]) as wheel, partial.open("wb") as target:
-            shutil.copyfileobj(wheel.open(f"samcli/local/rapid/{name}"), target)
-        partial.chmod(0o755)
-        partial.rename(binary)
-    return binary
-
-
-def _pip_commands() -> list[list[str]]:
-    commands = [[sys.executable, "-m", "pip"]]
-    commands += [[found] for found in filter(None, map(shutil.which, ("pip3", "pip")))]
-    if uv := shutil.which("uv"):
-        commands.append([uv, "tool", "run", "pip"])
-    return commands
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, subprocess.CalledProcessError):
-        lines = error.stderr.decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else f"exit {error.returncode}"
-    return str(error)
+    if configured := os.environ.get("CHATKIT_RIE_BINARY"):
+        return Path(configured)
+    try:
+        found = subprocess.run(
+            [str(ROOT / "scripts" / "aws-tools"), "rie"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        pytest.fail(
+            f"cannot install the SAM CLI for its RIE binary (scripts/aws-tools rie): {error}"
+        )
+    return Path(found.stdout.strip())
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +86,12 @@ def moto_url() -> Iterator[str]:
         server.stop()
 
 
-def lambda_environment(moto_url: str) -> dict[str, str]:
+def function_configuration(moto_url: str) -> dict[str, str]:
     """The function's configuration, as template.yaml would set it (offline model)."""
     return {
         "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": "us-east-1",
         "CHATKIT_TABLE_NAME": TABLE,
         "CHATKIT_BUCKET_NAME": BUCKET,
@@ -132,45 +103,65 @@ def lambda_environment(moto_url: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def rie(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The invoke URL of RIE running our exec wrapper as the runtime."""
+    """The invoke URL of RIE running the artifact through the managed runtime's bootstrap."""
     binary = rie_binary()
-    port = free_port()
-    log = (tmp_path_factory.mktemp("rie") / "rie.log").open("wb")
-    env = {
-        **os.environ,
-        **lambda_environment(moto_url),
-        "LAMBDA_TASK_ROOT": str(SRC),
-        "AWS_LAMBDA_FUNCTION_TIMEOUT": "60",
-    }
-    command = [
-        str(binary),
-        "--runtime-interface-emulator-address",
-        f"127.0.0.1:{port}",
-        "--runtime-api-address",
-        f"127.0.0.1:{free_port()}",
-        str(SRC / "run-streaming.sh"),
-        sys.executable,  # what the managed runtime passes: its interpreter and bootstrap
-        "/var/runtime/bootstrap.py",
-    ]
-    process = subprocess.Popen(command, cwd=SRC, env=env, stdout=log, stderr=subprocess.STDOUT)
+    workspace = tmp_path_factory.mktemp("rie")
+    task_root = task_root_copy(harness_artifact(), workspace / "task")
+    runtime = runtime_dir(workspace / "runtime")
+    env = lambda_environment(task_root, runtime, "", function_configuration(moto_url))
+    del env["AWS_LAMBDA_RUNTIME_API"]  # RIE sets it for the runtime it starts
+    env["AWS_LAMBDA_FUNCTION_TIMEOUT"] = "60"
+    process, port = _start_rie(binary, runtime / "bootstrap", task_root, env, workspace)
     try:
-        _wait_until_listening(port, process)
         yield f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
     finally:
         process.terminate()
         process.wait(timeout=30)
-        log.close()
+        make_writable(task_root)
 
 
-def _wait_until_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(200):
-        if process.poll() is not None:
-            raise RuntimeError(f"RIE exited with {process.returncode}")
+def _start_rie(
+    binary: Path, bootstrap: Path, task_root: Path, env: dict[str, str], workspace: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    """RIE serving invocations on a port it binds itself (port 0, read back from /proc).
+
+    Its Runtime API needs a concrete port (RIE passes the address on as given): a free one is
+    picked, and if another process takes it first RIE exits at once and another is tried.
+    """
+    for attempt in range(5):
         with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError("RIE did not listen within 10 s")
+            probe.bind(("127.0.0.1", 0))
+            api_port = int(probe.getsockname()[1])
+        log = workspace / f"rie-{attempt}.log"
+        command = [
+            str(binary),
+            "--runtime-interface-emulator-address",
+            "127.0.0.1:0",
+            "--runtime-api-address",
+            f"127.0.0.1:{api_port}",
+            str(bootstrap),
+        ]
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                command, cwd=task_root, env=env, stdout=output, stderr=subprocess.STDOUT
+            )
+        port = _invoke_port(process, api_port)
+        if port is not None:
+            return process, port
+    raise RuntimeError(f"RIE did not start: {log.read_text()[-2000:]}")
+
+
+def _invoke_port(process: subprocess.Popen[bytes], api_port: int) -> int | None:
+    """The port RIE serves invocations on, or None if it exited (its Runtime API port taken)."""
+    for _ in range(400):
+        if process.poll() is not None:
+            return None
+        ports = listening_ports(process.pid) - {api_port}
+        if api_port in listening_ports(process.pid) and len(ports) == 1:
+            return ports.pop()
+        time.sleep(0.05)  # polling RIE's start-up, not synchronising the test's own steps
+    process.kill()
+    raise TimeoutError("RIE did not listen within 20 s")
 
 
 def invoke(url: str, event: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
@@ -240,7 +231,7 @@ def test_request_without_token_is_401_through_rie(rie: str) -> None:
 def buffered(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from handlers import lambda_buffered
 
-    for name, value in lambda_environment(moto_url).items():
+    for name, value in function_configuration(moto_url).items():
         monkeypatch.setenv(name, value)
     lambda_buffered._mangum.cache_clear()
     yield lambda_buffered.handler

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -44,12 +44,6 @@ class LocalServer:
         return self.stdout.read_text()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def local_env(secret_file: Path) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith(INHERITED_NOT)}
     env.update(
@@ -62,32 +56,27 @@ def local_env(secret_file: Path) -> dict[str, str]:
 
 
 def start_server(directory: Path) -> LocalServer:
-    """Launch the local server on free ports, its output in files (a full pipe would block it)."""
-    port = free_port()
+    """Launch the local server on ports it binds itself (0), its output in files (a full pipe
+    would block it); its URL is known once it prints its startup text."""
     secret_file = directory / "dev-secret"
     env = local_env(secret_file)
     stdout, stderr = directory / "stdout.txt", directory / "stderr.txt"
-    command = [sys.executable, "-m", "devtools.local", "--no-env-file"]
-    command += ["--port", str(port), "--moto-port", str(free_port())]
+    command = [sys.executable, "-m", "devtools.local", "--no-env-file", "--port", "0"]
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=REPO)
-    return LocalServer(
-        f"http://127.0.0.1:{port}/chatkit", env, secret_file, process, stdout, stderr
-    )
+    return LocalServer("", env, secret_file, process, stdout, stderr)
 
 
 def wait_until_ready(server: LocalServer) -> None:
-    """Poll /health, then the startup text, for at most STARTUP_SECONDS."""
+    """Wait for the startup text (printed once the socket listens), then check /health, for at
+    most STARTUP_SECONDS."""
     deadline = time.monotonic() + STARTUP_SECONDS
-    health = server.url.removesuffix("/chatkit") + "/health"
-    while not _healthy(health):
+    while "Ctrl-C stops the server" not in server.startup_text():
         if server.process.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"the local server did not start:\n{server.stderr.read_text()}")
-        time.sleep(0.1)
-    while "Ctrl-C stops the server" not in server.startup_text():
-        if time.monotonic() > deadline:
-            pytest.fail(f"no startup text:\n{server.startup_text()}")
-        time.sleep(0.05)
+        time.sleep(0.05)  # polling the child's output file
+    server.url = re.search(r"ChatKit API  (\S+)", server.startup_text()).group(1)  # type: ignore[union-attr]
+    assert _healthy(server.url.removesuffix("/chatkit") + "/health")
 
 
 def stop(server: LocalServer) -> None:
