@@ -32,7 +32,8 @@ from store.uploads import PENDING_TAG, UPLOAD_PREFIX, UploadBucket
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
-EVENTS = sorted((ROOT / "events").glob("*.json"))
+LOCAL_INVOKE_ENV = ROOT / "events" / "sam-local-env.json"  # variables, not an event
+EVENTS = sorted(set((ROOT / "events").glob("*.json")) - {LOCAL_INVOKE_ENV})
 
 # Read by the Lambda runtime itself, not by our code or a library of ours.
 RUNTIME_VARIABLES = {"AWS_LAMBDA_EXEC_WRAPPER"}
@@ -230,6 +231,24 @@ def test_function_url_cors_allows_the_chatkit_calls_but_never_lists_options() ->
     assert sorted(cors["AllowMethods"]) == ["GET", "POST"]
     assert {"authorization", "content-type"} <= {h.lower() for h in cors["AllowHeaders"]}
     assert cors.get("AllowCredentials", False) is False
+
+
+def test_function_url_cors_lets_the_browser_read_retry_after_and_www_authenticate() -> None:
+    exposed = {h.lower() for h in function()["FunctionUrlConfig"]["Cors"]["ExposeHeaders"]}
+
+    assert {"retry-after", "www-authenticate"} <= exposed
+
+
+def test_the_public_url_has_a_cost_cap_by_default() -> None:
+    defaults = function_environment({"AuthSecretParameter": "/chatkit-lambda/auth-secret"})
+
+    assert Settings.from_env(defaults).daily_turn_limit > 0
+
+
+@pytest.mark.parametrize("name", ["default", "dev", "prod"])
+def test_no_deployment_reserves_concurrency_small_accounts_cannot_grant(name: str) -> None:
+    # Reserving N needs an account concurrency quota of N + 100; new accounts may have 10.
+    assert samconfig_overrides(name).get("ReservedConcurrency", "") == ""
 
 
 def test_exec_wrapper_is_an_executable_script_shipped_from_src() -> None:
@@ -537,3 +556,33 @@ def test_events_include_a_base64_body_and_cookies_with_a_repeated_query_paramete
         and len(event["rawQueryString"].split("&")) > len(event["queryStringParameters"])
         for event in events
     )
+
+
+# -- sam local invoke ----------------------------------------------------------------------
+
+
+def local_invoke_variables() -> dict[str, str]:
+    path = ROOT / samconfig()["dev"]["local_invoke"]["parameters"]["env_vars"]
+    variables: dict[str, str] = json.loads(path.read_text())["ChatKitFunction"]
+    return variables
+
+
+def test_local_invoke_variables_are_ones_the_template_declares() -> None:
+    # SAM ignores, silently, any variable of the file that the template does not declare.
+    assert set(local_invoke_variables()) <= set(environment())
+
+
+def test_local_invoke_runs_the_buffered_handler_on_named_resources() -> None:
+    variables = local_invoke_variables()
+    overrides = dict(
+        entry.split("=", 1)
+        for entry in samconfig()["dev"]["local_invoke"]["parameters"]["parameter_overrides"]
+    )
+    env = {**function_environment(overrides), **variables}
+    settings = Settings.from_env(env)
+
+    # The runtime's bootstrap runs the Handler when the wrapper variable is empty.
+    assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == ""
+    assert rules_hold(parameter_values(overrides))
+    assert settings.table_name != "ChatKitTable" and settings.bucket_name != "UploadsBucket"
+    assert settings.auth_secret_parameter == overrides["AuthSecretParameter"]
