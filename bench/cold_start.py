@@ -39,13 +39,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-import boto3  # noqa: E402
-from moto.server import ThreadedMotoServer  # noqa: E402
 
 from devtools.check_artifact import summarize  # noqa: E402
 from devtools.runtime_emulator import RuntimeApiEmulator, function_url_event  # noqa: E402
 from devtools.tokens import mint_token  # noqa: E402
-from store import bind_table, create_table  # noqa: E402
 from tests.support.lambda_harness import (  # noqa: E402
     base_python,
     harness_artifact,
@@ -54,6 +51,7 @@ from tests.support.lambda_harness import (  # noqa: E402
     runtime_dir,
     task_root_copy,
 )
+from tests.support.moto_server import moto_server  # noqa: E402
 
 RUNS = 7
 TURNS = 20
@@ -87,20 +85,6 @@ def create_thread(text: str) -> dict[str, Any]:
 def add_message(thread_id: str, text: str) -> dict[str, Any]:
     params = {"thread_id": thread_id, "input": user_input(text)}
     return chatkit_event({"type": "threads.add_user_message", "params": params})
-
-
-@contextmanager
-def moto() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
-        create_table(bind_table(TABLE, region="us-east-1", host=url))
-        boto3.client("s3", region_name="us-east-1", endpoint_url=url).create_bucket(Bucket=BUCKET)
-        yield url
-    finally:
-        server.stop()
 
 
 def configuration(moto_url: str) -> dict[str, str]:
@@ -263,7 +247,7 @@ def main() -> int:
     )
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
         os.environ.pop(name, None)
-    with tempfile.TemporaryDirectory() as workspace, moto() as moto_url:
+    with tempfile.TemporaryDirectory() as workspace, moto_server(TABLE, BUCKET) as moto_url:
         return report(measure(Path(workspace), moto_url))
 
 

@@ -1,4 +1,4 @@
-"""Streaming latency and cold start of the streaming Lambda entry point.
+"""Streaming latency of the streaming Lambda entry point.
 
 One run, the same request every time (`threads.create` "Tell me a story", offline model with a
 fixed 20 ms between words, store on moto's in-process `mock_aws`), through three entry points:
@@ -12,11 +12,8 @@ fixed 20 ms between words, store on moto's in-process `mock_aws`), through three
 Each path runs `RUNS` times after one warm-up, interleaved; medians are printed. The GIL
 switch interval is lowered to 0.5 ms, since arrivals are timestamped by threads of this process.
 
-Then the cold start: from starting `python -m handlers.lambda_streaming` to its first GET
-/invocation/next (ready for the first event), against the floor `python -c "import
-chatkit.server"` (to its first output), and the app alone (`build_app()` without the runtime
-loop), medians of `COLD_RUNS` alternating runs after a warm-up of each (which also writes the
-bytecode caches). Prints Markdown and PASS/FAIL lines; exits 1 on a FAIL.
+The cold start is measured on the built artifact by `bench/cold_start.py`.
+Prints Markdown and PASS/FAIL lines; exits 1 on a FAIL.
 
     uv run python bench/streaming.py        # from the repository root
 """
@@ -24,9 +21,7 @@ bytecode caches). Prints Markdown and PASS/FAIL lines; exits 1 on a FAIL.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -60,7 +55,6 @@ from store.tasks import TaskStore  # noqa: E402
 
 WORD_DELAY_SECONDS = 0.020
 RUNS = 9
-COLD_RUNS = 7
 REQUEST = {
     "type": "threads.create",
     "params": {
@@ -72,7 +66,6 @@ REQUEST = {
     },
 }
 STREAMING_TARGET = 1.1
-COLD_START_TARGET = 1.2
 
 
 @dataclass(frozen=True)
@@ -210,76 +203,6 @@ def measure_streaming() -> dict[str, list[Timing]]:
         return timings
 
 
-# -- cold start ---------------------------------------------------------------------------------
-
-
-def child_environment(runtime_api: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    env.update(
-        AWS_LAMBDA_RUNTIME_API=runtime_api,
-        PYTHONPATH=str(SRC),
-        AUTH_DEV_SECRET="bench-secret-that-is-long-enough-for-hs256",
-        MODEL_PROVIDER="offline",
-        CHATKIT_TABLE_NAME="chatkit-bench",
-        CHATKIT_BUCKET_NAME="chatkit-bench",
-    )
-    return env
-
-
-def streaming_cold_start() -> float:
-    """Seconds from starting the entry point to its first GET /invocation/next."""
-    with RuntimeApiEmulator() as fake:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "handlers.lambda_streaming"],
-            cwd=SRC,
-            env=child_environment(fake.address),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if not fake.waiting_for_next.wait(timeout=120) or fake.first_next_at is None:
-            process.kill()
-            raise RuntimeError("the streaming entry point never asked for an event")
-        ready = fake.first_next_at - started
-    process.wait(timeout=60)
-    return ready
-
-
-FLOOR = "import chatkit.server"
-APP_ALONE = "from handlers.main import build_app; build_app()"
-
-
-def python_until_ready(code: str) -> float:
-    """Seconds from starting `python -c code` to the end of `code`."""
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-c", f"{code}; print('ready', flush=True)"],
-        env=child_environment("unused:0"),
-        stdout=subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    process.stdout.readline()
-    ready = time.perf_counter() - started
-    process.wait(timeout=60)
-    return ready
-
-
-def measure_cold_start() -> dict[str, list[float]]:
-    """COLD_RUNS starts of the entry point, the app alone and the floor, after a warm-up."""
-    starts: dict[str, Callable[[], float]] = {
-        "streaming": streaming_cold_start,
-        "app": lambda: python_until_ready(APP_ALONE),
-        "floor": lambda: python_until_ready(FLOOR),
-    }
-    for start in starts.values():
-        start()  # warm-up: disk cache, bytecode caches
-    runs: dict[str, list[float]] = {name: [] for name in starts}
-    for _ in range(COLD_RUNS):
-        for name, start in starts.items():
-            runs[name].append(start())
-    return runs
-
-
 # -- report -------------------------------------------------------------------------------------
 
 
@@ -322,28 +245,6 @@ def main() -> int:
         f"(first to last: {ms(spread['c'])} ms)"
     )
 
-    runs = measure_cold_start()
-    cold, app, base = (statistics.median(runs[name]) for name in ("streaming", "app", "floor"))
-    print(f"\n## Cold start (medians of {COLD_RUNS} runs after a warm-up)\n")
-    print("| process | start to ready, median (ms) | min (ms) | runs (ms) |")
-    print("|---|---:|---:|---|")
-    rows = {
-        "streaming": "`python -m handlers.lambda_streaming` to its first /invocation/next",
-        "app": f'the app alone: `python -c "{APP_ALONE}"`',
-        "floor": f'floor: `python -c "{FLOOR}"`',
-    }
-    for name, label in rows.items():
-        values = ", ".join(ms(value) for value in runs[name])
-        median, least = statistics.median(runs[name]), min(runs[name])
-        print(f"| {label} | {ms(median)} | {ms(least)} | {values} |")
-    fastest = min(runs["streaming"]) / min(runs["floor"])
-    print(
-        f"\nmedians: entry point {cold / base:.2f}x the floor, the app alone {app / base:.2f}x; "
-        f"fastest runs: entry point {fastest:.2f}x the floor; the runtime loop's own share "
-        f"(fastest entry point - fastest app alone): "
-        f"{ms(min(runs['streaming']) - min(runs['app']))} ms\n"
-    )
-
     checks = [
         (
             f"(a)/(b) first SSE byte {first_ratio:.2f}x <= {STREAMING_TARGET}x",
@@ -360,10 +261,6 @@ def main() -> int:
         (
             "(c) buffers: its first byte comes after (a)'s last event, all events at once",
             first["c"] >= 0.9 * (first["a"] + spread["a"]) and spread["c"] == 0,
-        ),
-        (
-            f"cold start {cold / base:.2f}x the import floor <= {COLD_START_TARGET}x",
-            cold / base <= COLD_START_TARGET,
         ),
     ]
     for description, passed in checks:

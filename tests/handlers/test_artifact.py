@@ -18,14 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from devtools.runtime_emulator import Recorded, RuntimeApiEmulator, function_url_event
 from devtools.tokens import mint_token
-from store import bind_table, create_table
 from tests.agent.conftest import add_message, create_thread
 from tests.support.lambda_harness import (
     compiled_from_source,
@@ -37,6 +34,7 @@ from tests.support.lambda_harness import (
     tree_state,
     written_files,
 )
+from tests.support.moto_server import moto_server
 
 TABLE = "chatkit-artifact"
 BUCKET = "chatkit-artifact-uploads"
@@ -46,18 +44,8 @@ SECRET = "artifact-test-secret-that-is-long-enough-for-hs256"
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
-        create_table(bind_table(TABLE, region="us-east-1", host=url))
-        boto3.client("s3", region_name="us-east-1", endpoint_url=url).create_bucket(Bucket=BUCKET)
-        ssm = boto3.client("ssm", region_name="us-east-1", endpoint_url=url)
-        ssm.put_parameter(Name=SECRET_PARAMETER, Value=SECRET, Type="SecureString")
+    with moto_server(TABLE, BUCKET, {SECRET_PARAMETER: SECRET}) as url:
         yield url
-    finally:
-        server.stop()
 
 
 def function_configuration(moto_url: str, **overrides: str) -> dict[str, str]:

@@ -25,15 +25,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from devtools.runtime_emulator import function_url_event
 from devtools.tokens import mint_token
 from handlers.lambda_events import LambdaContext
-from store import bind_table, create_table
 from tests.agent.conftest import create_thread
 from tests.support.lambda_harness import (
     harness_artifact,
@@ -43,6 +40,7 @@ from tests.support.lambda_harness import (
     runtime_dir,
     task_root_copy,
 )
+from tests.support.moto_server import moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = "chatkit-rie"
@@ -74,16 +72,8 @@ def rie_binary() -> Path:
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
     """A moto server with the table and bucket, reachable from other processes."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
-        create_table(bind_table(TABLE, region="us-east-1", host=url))
-        boto3.client("s3", region_name="us-east-1", endpoint_url=url).create_bucket(Bucket=BUCKET)
+    with moto_server(TABLE, BUCKET) as url:
         yield url
-    finally:
-        server.stop()
 
 
 def function_configuration(moto_url: str) -> dict[str, str]:
