@@ -122,17 +122,27 @@ def function(task_root: Path, runtime: Path, moto_url: str) -> Iterator[tuple[An
             process.wait(timeout=60)
 
 
-def cold_start(task_root: Path, runtime: Path, moto_url: str) -> tuple[float, float]:
-    """Seconds from process start to the first /next, and to the first SSE event."""
-    with function(task_root, runtime, moto_url) as (_, api, started):
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process `pid` has used so far (across its execs)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cold_start(task_root: Path, runtime: Path, moto_url: str) -> tuple[float, float, float]:
+    """Seconds from process start to the first /next and to the first SSE event, and the CPU
+    seconds the process used until that /next."""
+    cpu: list[float] = []
+    with function(task_root, runtime, moto_url) as (process, api, started):
+        api.on_next = lambda call: cpu.append(cpu_seconds(process.pid)) if call == 1 else None
         request_id = api.add_invocation(create_thread("Hello"))
         answer = api.result(request_id, timeout=300)
         assert answer.kind == "response" and api.first_next_at is not None
-        return api.first_next_at - started, answer.chunks[1].arrived - started
+        return api.first_next_at - started, answer.chunks[1].arrived - started, cpu[0]
 
 
-def python_until_ready(task_root: Path, code: str) -> float:
-    """Seconds from starting the base interpreter in `task_root` to the end of `code`."""
+def python_until_ready(task_root: Path, code: str) -> tuple[float, float, float]:
+    """Seconds from starting the base interpreter in `task_root` to the end of `code` (no
+    first byte: 0), and the CPU seconds it used until then."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(base_python()), "-c", f"{code}; print('ready', flush=True)"],
@@ -143,8 +153,9 @@ def python_until_ready(task_root: Path, code: str) -> float:
     assert process.stdout is not None
     process.stdout.readline()
     ready = time.perf_counter() - started
+    cpu = cpu_seconds(process.pid)
     process.wait(timeout=60)
-    return ready
+    return ready, 0.0, cpu
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -187,12 +198,12 @@ def measure(workspace: Path, moto_url: str) -> dict[str, list[float]]:
     with_bytecode = task_root_copy(artifact, workspace / "with")
     without = task_root_copy(artifact, workspace / "without", bytecode=False)
     runtime = runtime_dir(workspace / "runtime")
-    starts: dict[str, Callable[[], tuple[float, float]]] = {
+    starts: dict[str, Callable[[], tuple[float, float, float]]] = {
         "artifact": lambda: cold_start(with_bytecode, runtime, moto_url),
         "no bytecode": lambda: cold_start(fresh(without), runtime, moto_url),
-        "floor": lambda: (python_until_ready(with_bytecode, FLOOR), 0.0),
-        "app imports": lambda: (python_until_ready(with_bytecode, IMPORTS), 0.0),
-        "app built": lambda: (python_until_ready(with_bytecode, BUILT), 0.0),
+        "floor": lambda: python_until_ready(with_bytecode, FLOOR),
+        "app imports": lambda: python_until_ready(with_bytecode, IMPORTS),
+        "app built": lambda: python_until_ready(with_bytecode, BUILT),
     }
     runs: dict[str, list[float]] = {}
     try:
@@ -200,9 +211,10 @@ def measure(workspace: Path, moto_url: str) -> dict[str, list[float]]:
             start()  # warm-up: the page cache
         for _ in range(RUNS):
             for name, start in starts.items():
-                to_next, to_byte = start()
+                to_next, to_byte, cpu = start()
                 runs.setdefault(f"{name} /next", []).append(to_next)
                 runs.setdefault(f"{name} first byte", []).append(to_byte)
+                runs.setdefault(f"{name} cpu", []).append(cpu)
         runs["rss"] = list(memory(with_bytecode, runtime, moto_url))
     finally:
         make_writable(with_bytecode)
@@ -213,18 +225,21 @@ def measure(workspace: Path, moto_url: str) -> dict[str, list[float]]:
 def report(runs: dict[str, list[float]]) -> int:
     median = {name: statistics.median(values) for name, values in runs.items()}
     print(f"## Cold start of the artifact (medians of {RUNS}, one run, alternating)\n")
-    print(
-        "| start | to first /invocation/next (ms) | to first SSE event (ms) | runs to /next (ms) |"
-    )
-    print("|---|---:|---:|---|")
+    print("| start | to /next (ms) | to first SSE event (ms) | CPU to /next (ms) | runs (ms) |")
+    print("|---|---:|---:|---:|---|")
     for name in ("artifact", "no bytecode", "floor", "app imports", "app built"):
         byte = ms(median[f"{name} first byte"]) if median[f"{name} first byte"] else "—"
         values = ", ".join(ms(v) for v in runs[f"{name} /next"])
-        print(f"| {name} | {ms(median[f'{name} /next'])} | {byte} | {values} |")
+        cpu = ms(median[f"{name} cpu"])
+        print(f"| {name} | {ms(median[f'{name} /next'])} | {byte} | {cpu} | {values} |")
     ratio = median["artifact /next"] / median["floor /next"]
+    cpu_ratio = median["artifact cpu"] / median["floor cpu"]
     slow = median["no bytecode /next"] / median["artifact /next"]
     after_init, after_turns = runs["rss"]
-    print(f"\nartifact / floor: {ratio:.2f}x (target {TARGET}x); without bytecode: {slow:.2f}x")
+    print(
+        f"\nartifact / floor: {ratio:.2f}x wall (target {TARGET}x), {cpu_ratio:.2f}x CPU; "
+        f"without bytecode: {slow:.2f}x the artifact"
+    )
     print(f"peak RSS: {after_init:.0f} MB after init, {after_turns:.0f} MB after {TURNS} turns")
     summary = summarize(harness_artifact())
     print(f"\nartifact: {summary.total_bytes / 1e6:.1f} MB, {summary.files:,} files")

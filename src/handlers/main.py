@@ -12,6 +12,7 @@ from agent.providers import build_models
 from agent.server import AssistantServer, TurnLimits
 from handlers.app import create_app
 from handlers.auth import bearer_authenticator, build_verifier
+from handlers.lazy_client import lazy
 from handlers.secrets import SecretParameter
 from settings import Settings
 from store import DynamoDBStore, PayloadBucket, bind_table
@@ -24,7 +25,7 @@ from store.uploads import UploadBucket, s3_client
 def build_server(settings: Settings) -> AssistantServer:
     """The ChatKit server on the configured table, bucket and model provider."""
     table = bind_table(settings.table_name, region=settings.region)
-    s3 = s3_client(settings.region)
+    s3 = lazy(lambda: s3_client(settings.region))  # created on first use: most turns never need it
     uploads = UploadBucket(s3, settings.bucket_name, settings.upload_url_seconds)
     store = DynamoDBStore(table, PayloadBucket(s3, settings.bucket_name), uploads)
     attachments = S3AttachmentStore(
