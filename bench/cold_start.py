@@ -140,18 +140,24 @@ def cold_start(task_root: Path, runtime: Path, moto_url: str) -> tuple[float, fl
         return api.first_next_at - started, answer.chunks[1].arrived - started, cpu[0]
 
 
-def python_until_ready(task_root: Path, code: str) -> tuple[float, float, float]:
+def python_until_ready(task_root: Path, code: str, moto_url: str) -> tuple[float, float, float]:
     """Seconds from starting the base interpreter in `task_root` to the end of `code` (no
     first byte: 0), and the CPU seconds it used until then."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(base_python()), "-c", f"{code}; print('ready', flush=True)"],
         cwd=task_root,
-        env={"PATH": "/usr/bin:/bin", "LANG": "en_US.UTF-8", "TZ": ":UTC"},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            **configuration(moto_url),
+        },
         stdout=subprocess.PIPE,
     )
     assert process.stdout is not None
-    process.stdout.readline()
+    if process.stdout.readline() != b"ready\n":
+        raise RuntimeError(f"python -c {code!r} failed")
     ready = time.perf_counter() - started
     cpu = cpu_seconds(process.pid)
     process.wait(timeout=60)
@@ -201,9 +207,9 @@ def measure(workspace: Path, moto_url: str) -> dict[str, list[float]]:
     starts: dict[str, Callable[[], tuple[float, float, float]]] = {
         "artifact": lambda: cold_start(with_bytecode, runtime, moto_url),
         "no bytecode": lambda: cold_start(fresh(without), runtime, moto_url),
-        "floor": lambda: python_until_ready(with_bytecode, FLOOR),
-        "app imports": lambda: python_until_ready(with_bytecode, IMPORTS),
-        "app built": lambda: python_until_ready(with_bytecode, BUILT),
+        "floor": lambda: python_until_ready(with_bytecode, FLOOR, moto_url),
+        "app imports": lambda: python_until_ready(with_bytecode, IMPORTS, moto_url),
+        "app built": lambda: python_until_ready(with_bytecode, BUILT, moto_url),
     }
     runs: dict[str, list[float]] = {}
     try:
