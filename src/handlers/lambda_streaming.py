@@ -4,16 +4,19 @@ Lambda's managed Python runtime cannot stream a response, so on the managed `pyt
 runtime `AWS_LAMBDA_EXEC_WRAPPER=/var/task/run-streaming.sh` replaces the runtime's loop with
 `python -m handlers.lambda_streaming`, which speaks the Runtime API itself:
 
-- Init: build the app (`handlers.main.build_app`). If that raises, POST /runtime/init/error
-  and exit 1.
+- Init: put on `sys.path` what the managed runtime's bootstrap would (task root, layers,
+  runtime dir), log through the one Powertools logger (`logs`), build the app
+  (`handlers.main.build_app`). If that raises, POST /runtime/init/error and exit 1.
 - Each invocation: GET /runtime/invocation/next (its trace id goes to `_X_AMZN_TRACE_ID`), run
   the app on the Function URL event, and stream the answer to /runtime/invocation/{id}/response
   in streaming mode (`Transfer-Encoding: chunked`, content type
   `application/vnd.awslambda.http-integration-response`): the JSON prelude and 8 NULs, then one
   HTTP chunk per ASGI body message, written the moment the app sends it.
 - Failures: before the first byte, POST /runtime/invocation/{id}/error; after it, end the
-  chunked body with the `Lambda-Runtime-Function-Error-Type` / `-Body` trailers. Either way the
-  loop goes on with the next invocation, on the same event loop (clients and pools survive).
+  chunked body with the `Lambda-Runtime-Function-Error-Type` / `-Body` trailers; a response the
+  Runtime API did not take goes to /error too. Either way the loop goes on with the next
+  invocation, on the same event loop (clients and pools survive), once the work the app left
+  running has ended: asking for the next event freezes the environment.
 - Deadline: `STREAM_DEADLINE_MARGIN_MS` (default 2000) before `Lambda-Runtime-Deadline-Ms`,
   the app's request is cancelled (ChatKit keeps the partial answer) and the stream ends with a
   final SSE `error` event instead of being cut by Lambda (see `handlers.lambda_events`).
