@@ -51,13 +51,19 @@ TITLE_MAX_CHARS = 40
 
 _TRAILING_PUNCTUATION = " \t.,;:!?-\u2013\u2014\u2026"
 _QUOTES = " \"'\u2018\u2019\u201c\u201d"
+# Intents are matched on the start of a message only, with patterns whose gaps are bounded:
+# matching then costs the same for a message of 40 KB as for one of 400 characters (an
+# unbounded `.*` between two words is quadratic in the message's length).
+INTENT_CHARS = 400
+_GAP = r"[^\n]{0,80}?"
 _TASK_REF = r"(?:the\s+)?(?:task|to-?do|item)\s*(?:number\s*|no\.?\s*)?#?\s*(\d+)|#(\d+)"
+_LISTS = r"(?:tasks|to-?dos|task\s+list|to-?do\s+list)"
 _ADD_PATTERNS = (
     re.compile(
         r"\b(?:add|create|make|new)\s+(?:a\s+)?(?:new\s+)?(?:task|to-?do)\b\s*:?\s*(.*)", re.I
     ),
     re.compile(r"\bremind\s+me\s+(?:to\s+)?(.+)", re.I),
-    re.compile(r"\badd\s+(.+?)\s+to\s+my\s+(?:task|to-?do)s?(?:\s+list)?\b", re.I),
+    re.compile(r"\badd\s+(\S.{0,200}?)\s+to\s+my\s+(?:task|to-?do)s?(?:\s+list)?\b", re.I),
 )
 _COMPLETE_PATTERNS = (
     re.compile(rf"\b(?:complete|finish|check\s+off|tick\s+off|close)\s+(?:{_TASK_REF})", re.I),
@@ -65,13 +71,14 @@ _COMPLETE_PATTERNS = (
 )
 _DELETE_PATTERN = re.compile(rf"\b(?:delete|remove|drop|erase)\s+(?:{_TASK_REF})", re.I)
 _LIST_PATTERN = re.compile(
-    r"\b(?:show|list|display|see|view|read)\b.*\b(?:tasks|to-?dos|task\s+list|to-?do\s+list)\b"
-    r"|\bwhat(?:'s|\s+is|\s+are)\b.*\b(?:tasks|to-?dos|task\s+list|to-?do\s+list)\b"
+    rf"\b(?:show|list|display|see|view|read)\b{_GAP}\b{_LISTS}\b"
+    rf"|\bwhat(?:'s|\s+is|\s+are)\b{_GAP}\b{_LISTS}\b"
     r"|\bwhat\s+tasks\b|^\W*(?:my\s+)?tasks\W*$",
     re.I,
 )
 _RECALL_PATTERN = re.compile(
-    r"\bwhat\b.*\b(?:did\s+i\s+(?:say|write|ask|type)|(?:was|were)\s+my\s+first\s+(?:message|words))",
+    rf"\bwhat\b{_GAP}\b(?:did\s+i\s+(?:say|write|ask|type)"
+    r"|(?:was|were)\s+my\s+first\s+(?:message|words))",
     re.I,
 )
 # ChatKit sends widgets, quotes, tags and hidden context as user messages; they are not typed
@@ -264,7 +271,7 @@ def _decide(items: list[Mapping[str, Any]], tools: set[str]) -> str | _ToolCall:
     if not messages:
         return "Hello! " + _capabilities(tools) + "\n\n" + _CONFIGURE_HINT
     last = messages[-1]
-    if _RECALL_PATTERN.search(last.text):
+    if _RECALL_PATTERN.search(last.text[:INTENT_CHARS]):
         if len(messages) == 1:
             return "This is your first message in this chat, so there is nothing earlier to quote."
         return f'Your first message in this chat was: "{messages[0].text}"'
@@ -277,6 +284,7 @@ def _decide(items: list[Mapping[str, Any]], tools: set[str]) -> str | _ToolCall:
 
 
 def _task_intent(text: str) -> _ToolCall | None:
+    text = text[:INTENT_CHARS]
     for pattern in _ADD_PATTERNS:
         if match := pattern.search(text):
             title = re.sub(r"^(?:to|that)\s+", "", match.group(1).strip(), flags=re.I)
@@ -376,19 +384,32 @@ _ATTACHMENT_PARTS = ("input_image", "input_file")
 
 
 def _describe(part: Mapping[str, Any]) -> str:
-    """What the model received for an attachment, so tests and users can see it arrived."""
+    """What the model received for an attachment, so tests and users can see it arrived.
+
+    The size comes from the base64 length and only the start of a text file is decoded: a
+    file of megabytes costs no more to describe than a small one.
+    """
     data_url = str(part.get("file_data") or part.get("image_url") or "")
     header, _, encoded = data_url.partition(",")
     mime_type = header.removeprefix("data:").split(";")[0] or "unknown type"
-    try:
-        data = base64.b64decode(encoded, validate=True) if ";base64" in header else b""
-    except ValueError:
-        data = b""
     name = str(part.get("filename") or "an image")
-    description = f"{name} ({mime_type}, {len(data)} bytes)"
-    if mime_type.startswith("text/") and data:
-        description += f' starting "{_shorten(data.decode("utf-8", "replace"), 60)}"'
+    size = _base64_size(encoded) if ";base64" in header else 0
+    description = f"{name} ({mime_type}, {size} bytes)"
+    if mime_type.startswith("text/") and size:
+        try:
+            start = base64.b64decode(encoded[:_PREVIEW_BASE64], validate=True)
+        except ValueError:
+            start = b""
+        if start:
+            description += f' starting "{_shorten(start.decode("utf-8", "replace"), 60)}"'
     return description
+
+
+_PREVIEW_BASE64 = 400  # base64 characters decoded for a text file's preview (300 bytes)
+
+
+def _base64_size(encoded: str) -> int:
+    return max(0, len(encoded) // 4 * 3 - encoded[-2:].count("="))
 
 
 def _output_text(output: object) -> str:
@@ -475,9 +496,10 @@ def _response(
 def _usage(
     input: str | list[TResponseInputItem], output: list[TResponseOutputItem]
 ) -> ResponseUsage:
-    """Roughly one token per word: enough for usage accounting to look plausible."""
-    input_tokens = len(str(input).split())
-    output_tokens = sum(len(item.model_dump_json().split()) for item in output)
+    """Roughly one token per four characters of text: enough for usage accounting to look
+    plausible, counted without copying the input (which may hold files of megabytes)."""
+    input_tokens = sum(len(_text_of(item)) for item in _items(input)) // 4
+    output_tokens = sum(len(item.model_dump_json()) for item in output) // 4
     return ResponseUsage(
         input_tokens=input_tokens,
         input_tokens_details=InputTokensDetails(cached_tokens=0, cache_write_tokens=0),
@@ -485,6 +507,13 @@ def _usage(
         output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
         total_tokens=input_tokens + output_tokens,
     )
+
+
+def _text_of(item: Mapping[str, Any]) -> str:
+    content = item.get("content", item.get("output", ""))
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
+    return content if isinstance(content, str) else ""
 
 
 def _words(text: str) -> list[str]:

@@ -197,6 +197,25 @@ async def test_intent_comes_from_the_last_user_message_only() -> None:
     assert calls == []
 
 
+@pytest.mark.parametrize("words", ["show ", "what ", "add ", "mark task "])
+async def test_commands_are_only_looked_for_at_the_start_of_a_long_message(words: str) -> None:
+    # Matching a whole 40 KB message cost seconds (quadratic patterns); only the start counts.
+    text = (words * 10_000)[:40_000] + " show my tasks"
+    tasks = FakeTasks()
+
+    _, deltas, calls = await run(text, OfflineModel(0), tasks.tools())
+
+    assert calls == [] and "offline model" in "".join(deltas)
+
+
+async def test_a_command_at_the_start_of_a_long_message_still_works() -> None:
+    tasks = FakeTasks()
+
+    _, _, calls = await run("show my tasks " + "please " * 5_000, OfflineModel(0), tasks.tools())
+
+    assert [getattr(call.raw_item, "name", None) for call in calls] == ["list_tasks"]
+
+
 async def test_chatkit_context_messages_are_not_taken_for_the_request() -> None:
     tasks = FakeTasks()
     history: list[TResponseInputItem] = [
