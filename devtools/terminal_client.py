@@ -19,12 +19,13 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,6 +37,36 @@ SECRET_FILE_ENV = "CHATKIT_DEV_SECRET_FILE"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Reads wait between events, not for the whole answer: a turn is bounded server-side.
 TIMEOUT = httpx.Timeout(30.0, read=300.0)
+
+
+# C0 and C1 control characters but newline and tab: what a server sends is printed as text,
+# never as terminal commands (escape sequences can set the clipboard, retitle or clear the
+# screen, and a carriage return can overwrite what was printed).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` without control characters (newlines and tabs kept)."""
+    return CONTROL_CHARACTERS.sub("", text)
+
+
+class Writer(Protocol):
+    def write(self, text: str, /) -> int: ...
+    def flush(self) -> None: ...
+
+
+class PrintableText:
+    """A text stream that drops the control characters of everything written to it."""
+
+    def __init__(self, stream: Writer) -> None:
+        self.stream = stream
+
+    def write(self, text: str, /) -> int:
+        self.stream.write(printable(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 class ChatError(Exception):
@@ -91,10 +122,10 @@ def resolve_token(
 class ChatClient:
     """One ChatKit endpoint, called with a Bearer token; output goes to `out`, problems to `err`."""
 
-    def __init__(self, url: str, token: str, out: TextIO, err: TextIO) -> None:
+    def __init__(self, url: str, token: str, out: Writer, err: Writer) -> None:
         self.url = url
-        self.out = out
-        self.err = err
+        self.out = PrintableText(out)
+        self.err = PrintableText(err)
         self.http = httpx.Client(
             headers={"authorization": f"Bearer {token}"}, timeout=TIMEOUT, follow_redirects=False
         )
@@ -191,7 +222,7 @@ class ChatClient:
 class _EventPrinter:
     """Prints ChatKit stream events as they arrive: text deltas at once, widgets compactly."""
 
-    def __init__(self, out: TextIO, err: TextIO, thread_id: str | None = None) -> None:
+    def __init__(self, out: Writer, err: Writer, thread_id: str | None = None) -> None:
         self.out = out
         self.err = err
         self.thread_id = thread_id
@@ -385,7 +416,7 @@ def main(
         finally:
             client.close()
     except ChatError as error:
-        print(f"error: {error}", file=err, flush=True)
+        print(f"error: {printable(str(error))}", file=err, flush=True)
         return 1
     except KeyboardInterrupt:
         return 130
