@@ -19,15 +19,23 @@ import re
 import secrets
 import socket
 import sys
-from collections.abc import Callable, MutableMapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import uvicorn
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from devtools.terminal_client import (
     DEFAULT_URL,
@@ -44,6 +52,7 @@ from store import bind_table, create_table
 LOCAL_REGION = "us-east-1"
 # Any port on localhost or 127.0.0.1, over http or https: a dev server for the ChatKit UI.
 LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 MODEL_VARIABLES = ("MODEL_PROVIDER", "MODEL_API_KEY", "OPENAI_API_KEY", "MODEL_BASE_URL")
 
 
@@ -75,10 +84,10 @@ def _serve(options: argparse.Namespace) -> int:
     secret = dev_secret(env, options.secret_file)
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=options.moto_port, verbose=False)
+    moto = LocalMotoServer(options.moto_port, options.cors_origin)
     moto.start()
     try:
-        host, port = moto.get_host_and_port()
+        host, port = moto.host_and_port
         # Before the first boto client exists: every AWS call goes to moto, never to an account.
         point_aws_at(f"http://{host}:{port}", env)
         env["AUTH_DEV_SECRET"] = secret
@@ -224,6 +233,66 @@ def with_local_cors(app: ASGIApp, extra_origins: Sequence[str] = ()) -> ASGIApp:
         allow_headers=["*"],
         max_age=600,
     )
+
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def local_callers_only(app: WSGIApp, extra_origins: Sequence[str] = ()) -> WSGIApp:
+    """`app` (moto) for local callers only: a browser request from any other origin, or a
+    request naming another host (DNS rebinding), is refused before it reaches the data.
+
+    moto answers CORS for every origin and checks no credentials, so without this any web page
+    that found its port could read and change the local table, bucket and secrets.
+    """
+    origins = re.compile(LOCAL_ORIGINS)
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        origin = environ.get("HTTP_ORIGIN")
+        host = urlsplit(f"//{environ.get('HTTP_HOST', '')}").hostname or ""
+        local_host = host in LOCAL_HOSTS or host.endswith(".localhost")
+        if local_host and (not origin or origins.match(origin) or origin in extra_origins):
+            return app(environ, start_response)
+        body = b"Only local callers may use this development server.\n"
+        start_response(
+            "403 Forbidden",
+            [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return guarded
+
+
+class LocalMotoServer:
+    """moto's server on 127.0.0.1 (a free port unless `port`), for local callers only."""
+
+    def __init__(self, port: int = 0, extra_origins: Sequence[str] = ()) -> None:
+        self.port = port
+        self.extra_origins = tuple(extra_origins)
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        app = local_callers_only(
+            DomainDispatcherApplication(create_backend_app), self.extra_origins
+        )
+        self._server = make_server(
+            "127.0.0.1", self.port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def host_and_port(self) -> tuple[str, int]:
+        assert self._server is not None, "start() first"
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def startup_text(

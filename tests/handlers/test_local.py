@@ -298,6 +298,40 @@ def test_upload_url_takes_a_browser_put_from_localhost(server: LocalServer) -> N
     assert put.status_code == 200
 
 
+def moto_endpoint(server: LocalServer) -> str:
+    match = re.search(r"Moto\s+(http://127\.0\.0\.1:\d+)", server.startup_text())
+    assert match, server.startup_text()
+    return match.group(1)
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "http://localhost.evil.example"])
+def test_moto_refuses_a_web_page_of_another_origin(server: LocalServer, origin: str) -> None:
+    list_tables = {
+        "x-amz-target": "DynamoDB_20120810.ListTables",
+        "content-type": "application/x-amz-json-1.0",
+        "authorization": "AWS4-HMAC-SHA256 "
+        "Credential=testing/20250101/us-east-1/dynamodb/aws4_request",
+    }
+    endpoint = moto_endpoint(server)
+
+    preflight = httpx.options(
+        endpoint, headers={"origin": origin, "access-control-request-method": "POST"}, timeout=10
+    )
+    read = httpx.post(
+        endpoint, content=b"{}", headers={**list_tables, "origin": origin}, timeout=10
+    )
+
+    assert preflight.status_code == 403 and "access-control-allow-origin" not in preflight.headers
+    assert read.status_code == 403 and "TableNames" not in read.text
+
+
+def test_moto_refuses_a_request_for_another_host(server: LocalServer) -> None:
+    # DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1.
+    response = httpx.get(moto_endpoint(server), headers={"host": "evil.example"}, timeout=10)
+
+    assert response.status_code == 403
+
+
 def test_scripts_token_mints_a_token_the_server_accepts(
     server: LocalServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
