@@ -48,6 +48,8 @@ from pydantic import BaseModel
 
 MODEL_NAME = "offline"
 TITLE_MAX_CHARS = 40
+# Streaming without a word delay never waits: let the event loop run every this many words.
+YIELD_EVERY_WORDS = 16
 
 _TRAILING_PUNCTUATION = " \t.,;:!?-\u2013\u2014\u2026"
 _QUOTES = " \"'\u2018\u2019\u201c\u201d"
@@ -227,6 +229,8 @@ class OfflineModel(Model):
         for index, word in enumerate(_words(text)):
             if index and self.word_delay_seconds:
                 await self._sleep(self.word_delay_seconds)
+            elif index % YIELD_EVERY_WORDS == 0:
+                await asyncio.sleep(0)  # without a delay, still let other requests run
             yield ResponseTextDeltaEvent(
                 type="response.output_text.delta",
                 delta=word,
