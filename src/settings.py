@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Provider = Literal["openai", "openai-compatible", "offline"]
@@ -25,6 +25,52 @@ class SettingsError(ValueError):
 
 class SecretUnavailableError(RuntimeError):
     """A configured SSM parameter could not be read; the message names it (never its value)."""
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one request may ask for: each bounds the work (and storage) a request can cause."""
+
+    max_message_chars: int = 100_000  # text, tags, quoted text, answers, action payloads
+    max_title_chars: int = 200
+    max_attachments_per_message: int = 10
+    max_attachment_bytes_per_turn: int = 30_000_000  # file bytes the model gets in one turn
+    max_feedback_items: int = 50
+    max_audio_bytes: int = 3_000_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RequestLimits:
+        """Read the limits; each must be a whole number of at least 1 (SettingsError)."""
+        return cls(
+            max_message_chars=_count(env, "MAX_MESSAGE_CHARS", cls.max_message_chars),
+            max_title_chars=_count(env, "MAX_TITLE_CHARS", cls.max_title_chars),
+            max_attachments_per_message=_count(
+                env, "MAX_ATTACHMENTS_PER_MESSAGE", cls.max_attachments_per_message
+            ),
+            max_attachment_bytes_per_turn=_count(
+                env, "MAX_ATTACHMENT_BYTES_PER_TURN", cls.max_attachment_bytes_per_turn
+            ),
+            max_feedback_items=_count(env, "MAX_FEEDBACK_ITEMS", cls.max_feedback_items),
+            max_audio_bytes=_count(env, "MAX_AUDIO_BYTES", cls.max_audio_bytes),
+        )
+
+
+@dataclass(frozen=True)
+class TokenRules:
+    """What a token must satisfy besides its signature, expiry and issuer."""
+
+    audience: str | None = None  # HS256: the `aud` a token must carry (OIDC has its own)
+    max_lifetime_seconds: float = 0  # 0: any lifetime
+    jwks_max_age_seconds: float = 600  # OIDC: a key the issuer dropped is refused after this
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TokenRules:
+        """Read the rules; SettingsError names a variable that is not a number."""
+        return cls(
+            audience=env.get("AUTH_AUDIENCE") or None,
+            max_lifetime_seconds=_number(env, "MAX_TOKEN_LIFETIME_SECONDS", 0),
+            jwks_max_age_seconds=_number(env, "OIDC_JWKS_MAX_AGE_SECONDS", 600, minimum=1),
+        )
 
 
 @dataclass(frozen=True)
@@ -48,6 +94,7 @@ class Settings:
     max_agent_turns: int = 8
     max_turn_seconds: float = 60.0
     daily_turn_limit: int = 0  # 0: no quota
+    limits: RequestLimits = field(default_factory=RequestLimits)
     # Auth: HS256 tokens signed with a shared secret (from SSM), or an OIDC issuer's tokens.
     auth_mode: AuthMode = "hs256"
     auth_secret_parameter: str | None = None
@@ -55,6 +102,7 @@ class Settings:
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
+    tokens: TokenRules = field(default_factory=TokenRules)
     secrets_max_age_seconds: float = 300.0
     # HTTP and uploads
     max_request_bytes: int = 6_000_000
@@ -74,15 +122,7 @@ class Settings:
         auth_mode = env.get("AUTH_MODE") or "hs256"
         if auth_mode not in ("hs256", "oidc"):
             raise SettingsError("AUTH_MODE must be hs256 or oidc")
-        if provider not in PROVIDERS:
-            raise SettingsError(f"MODEL_PROVIDER must be one of {', '.join(PROVIDERS)}")
-        if provider == "openai-compatible" and not base_url:
-            raise SettingsError("MODEL_BASE_URL is required when MODEL_PROVIDER=openai-compatible")
-        if provider == "openai" and not has_key:
-            raise SettingsError(
-                "MODEL_API_KEY_PARAMETER (or MODEL_API_KEY / OPENAI_API_KEY) is required "
-                "for MODEL_PROVIDER=openai"
-            )
+        provider = _check_provider(provider, base_url, has_key)
         return cls(
             table_name=env.get("CHATKIT_TABLE_NAME") or cls.table_name,
             bucket_name=env.get("CHATKIT_BUCKET_NAME") or cls.bucket_name,
@@ -101,12 +141,14 @@ class Settings:
             max_agent_turns=int(_number(env, "MAX_AGENT_TURNS", cls.max_agent_turns, minimum=1)),
             max_turn_seconds=_number(env, "MAX_TURN_SECONDS", cls.max_turn_seconds, minimum=1),
             daily_turn_limit=int(_number(env, "DAILY_TURN_LIMIT", cls.daily_turn_limit)),
+            limits=RequestLimits.from_env(env),
             auth_mode=auth_mode,  # type: ignore[arg-type]
             auth_secret_parameter=env.get("AUTH_SECRET_PARAMETER") or None,
             auth_dev_secret=env.get("AUTH_DEV_SECRET") or None,
             oidc_issuer=env.get("OIDC_ISSUER") or None,
             oidc_audience=env.get("OIDC_AUDIENCE") or None,
             oidc_jwks_url=env.get("OIDC_JWKS_URL") or None,
+            tokens=TokenRules.from_env(env),
             secrets_max_age_seconds=_number(
                 env, "SECRETS_MAX_AGE_SECONDS", cls.secrets_max_age_seconds
             ),
@@ -123,6 +165,19 @@ class Settings:
                 _number(env, "UPLOAD_URL_SECONDS", cls.upload_url_seconds, minimum=30)
             ),
         )
+
+
+def _check_provider(provider: str, base_url: str | None, has_key: bool) -> Provider:
+    if provider not in PROVIDERS:
+        raise SettingsError(f"MODEL_PROVIDER must be one of {', '.join(PROVIDERS)}")
+    if provider == "openai-compatible" and not base_url:
+        raise SettingsError("MODEL_BASE_URL is required when MODEL_PROVIDER=openai-compatible")
+    if provider == "openai" and not has_key:
+        raise SettingsError(
+            "MODEL_API_KEY_PARAMETER (or MODEL_API_KEY / OPENAI_API_KEY) is required "
+            "for MODEL_PROVIDER=openai"
+        )
+    return provider
 
 
 def _default_provider(has_key: bool, base_url: str | None) -> Provider:
@@ -142,3 +197,8 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum:g}")
     return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A limit: a whole number of at least 1."""
+    return int(_number(env, name, default, minimum=1))

@@ -7,6 +7,7 @@ import asyncio
 import openai
 from agents.exceptions import MaxTurnsExceeded, ModelBehaviorError
 
+from errors import ClientRequestError
 from settings import SecretUnavailableError
 from store import StoreUnavailableError
 
@@ -47,10 +48,14 @@ def describe_failure(error: BaseException) -> tuple[str, bool]:
         case ModelBehaviorError():
             return ("The model gave an answer this server could not use. Try again.", True)
         case SecretUnavailableError():
+            # The parameter's name goes to the logs, not to the user.
             return (
-                f"The server is misconfigured: {error}. The administrator needs to fix it.",
+                "The server is misconfigured: a secret it needs could not be read. "
+                "The administrator needs to check its logs.",
                 False,
             )
+        case ClientRequestError():
+            return (error.message, error.allow_retry)
         case StoreUnavailableError():
             return ("Storage is busy right now. Try again in a moment.", True)
         case _:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from chatkit.actions import Action
 from chatkit.agents import stream_agent_response
 from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
-from chatkit.store import AttachmentStore, NotFoundError, Store
+from chatkit.store import AttachmentStore, Store
 from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageContentPartDone,
@@ -47,8 +46,11 @@ from agent.converter import AssistantConverter, AttachmentReader
 from agent.failures import describe_failure
 from agent.offline_model import generate_offline_title
 from agent.providers import Models
+from agent.request_checks import RequestChecks, TranscriptionUnavailableError
 from agent.tasks import TaskAgentContext, handle_task_action
 from agent.widgets import TASK_ACTIONS
+from errors import ClientRequestError, InvalidRequestError, error_event
+from settings import RequestLimits
 from store import DynamoDBStore, RequestContext
 from store.quota import TurnQuota
 from store.tasks import TaskStore
@@ -59,11 +61,7 @@ TITLE_SECONDS = 10.0
 MAX_TITLE_LENGTH = 80
 
 
-class TranscriptionUnavailableError(ValueError):
-    """Dictation was requested but the configured provider cannot transcribe."""
-
-
-class UploadsDisabledError(ValueError):
+class UploadsDisabledError(InvalidRequestError):
     """An attachment request reached a server configured without an attachment store."""
 
 
@@ -90,9 +88,18 @@ class AssistantServer(ChatKitServer[RequestContext]):
         attachment_store: AttachmentStore[RequestContext] | None = None,
         attachment_reader: AttachmentReader | None = None,
         quota: TurnQuota | None = None,
+        request_limits: RequestLimits | None = None,
     ) -> None:
         super().__init__(store, attachment_store)
         self.quota = quota
+        self.request_limits = request_limits = request_limits or RequestLimits()
+        self.checks = RequestChecks(
+            store,
+            request_limits,
+            uploads=attachment_reader,
+            quota=quota,
+            transcription_provider=None if models.transcribe else models.provider,
+        )
         self.tasks = tasks
         self.models = models
         self.limits = limits
@@ -103,27 +110,10 @@ class AssistantServer(ChatKitServer[RequestContext]):
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext
     ) -> StreamingResult | NonStreamingResult:
-        """The SDK's dispatch, after checking the ids a request refers to, so a bad one is
-        refused (NotFoundError, InvalidIdError) before anything is written."""
-        await self._check_references(request, context)
-        return await super().process(request, context)
-
-    async def _check_references(
-        self, request: str | bytes | bytearray, context: RequestContext
-    ) -> None:
-        try:
-            parsed = json.loads(request)
-            kind, params = parsed["type"], parsed["params"]
-            attachment_ids = params.get("input", {}).get("attachments") or []
-        except (ValueError, RecursionError, TypeError, KeyError, AttributeError):
-            return  # malformed: the SDK's validation says what is wrong
-        if kind == "threads.create":
-            # The SDK saves the new thread before it loads the attachments.
-            for attachment_id in attachment_ids if isinstance(attachment_ids, list) else []:
-                if isinstance(attachment_id, str):
-                    await self.store.load_attachment(attachment_id, context)
-        elif kind == "threads.retry_after_item":
-            await self.store.load_item(params.get("thread_id"), params.get("item_id"), context)
+        """The SDK's dispatch, once `RequestChecks` admitted the request: a refused request
+        (ClientRequestError, NotFoundError) has written nothing."""
+        body = await self.checks.admit(request, context)
+        return await super().process(body, context)
 
     def _get_attachment_store(self) -> AttachmentStore[RequestContext]:
         if self.attachment_store is None:
@@ -137,24 +127,13 @@ class AssistantServer(ChatKitServer[RequestContext]):
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
         """Answer with the agent, given the newest `history_items` items of the thread."""
-        if self.quota is not None and not await self.quota.take(context):
-            yield ErrorEvent(
-                code="custom",
-                message=f"You have reached today's limit of {self.quota.limit} messages. "
-                "It resets at midnight UTC.",
-                allow_retry=False,
-            )
-            return
         history = await self.store.load_thread_items(
             thread.id, None, self.limits.history_items, "desc", context
         )
-        converter = AssistantConverter(self.attachment_reader, context)
-        try:
-            agent_input = await converter.to_agent_input(history.data[::-1])
-        except (ValueError, NotFoundError) as error:
-            raise CustomStreamError(
-                f"An attached file could not be read: {error}", allow_retry=False
-            ) from None
+        converter = AssistantConverter(
+            self.attachment_reader, context, self.request_limits.max_attachment_bytes_per_turn
+        )
+        agent_input = await converter.to_agent_input(history.data[::-1])
         agent_context = TaskAgentContext(
             thread=thread,
             store=cast(Store[RequestContext], _TurnStore(self.store, thread.id, history)),
@@ -300,15 +279,19 @@ class AssistantServer(ChatKitServer[RequestContext]):
         if action.type not in TASK_ACTIONS:
             yield ErrorEvent(code="custom", message=f"Unknown action {action.type!r}.")
             return
-        async for event in handle_task_action(
+        events = handle_task_action(
             thread,
             action,
             sender,
             context,
             self.tasks,
             lambda item_type: self.store.generate_item_id(item_type, thread, context),
-        ):
-            yield event
+        )
+        try:
+            async for event in events:
+                yield event
+        except ClientRequestError as error:
+            yield error_event(error)
 
     async def sync_action(
         self,
@@ -319,13 +302,13 @@ class AssistantServer(ChatKitServer[RequestContext]):
     ) -> SyncCustomActionResponse:
         """The task list's buttons, answered synchronously with the re-rendered widget.
 
-        Raises ValueError (a 400) for unknown actions or a bad payload.
+        Raises InvalidRequestError (a 400) for unknown actions or a bad payload.
         """
         updated: ThreadItem | None = None
         async for event in self.action(thread, action, sender, context):
             match event:
                 case ErrorEvent():
-                    raise ValueError(event.message or "The action failed.")
+                    raise InvalidRequestError(event.message or "The action failed.")
                 case ThreadItemReplacedEvent():
                     await self.store.save_item(thread.id, event.item, context)
                     updated = event.item

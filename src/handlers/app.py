@@ -3,28 +3,36 @@
 Every entry point (streaming Lambda, buffered Lambda, local uvicorn) serves this same app.
 Each request is logged once (structured JSON: request id, user id, thread id, request type,
 status, timings; never message text or secrets) and measured (CloudWatch EMF metrics).
+Errors become answers in one place, `error_response`: a client's mistake gets a 4xx with a
+message written for it, anything else a generic 500 or 503 with the request id, details in
+the logs only.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+import anyio
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from chatkit.server import ChatKitServer, StreamingResult
 from chatkit.store import NotFoundError
+from chatkit.types import ErrorEvent
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from handlers.auth import AuthConfigurationError, AuthError
+from agent.request_limits import REQUEST_TYPES, parse_request
+from errors import ClientRequestError, QuotaExceededError, RequestTooLargeError, error_event
+from handlers.auth import AuthConfigurationError, AuthError, request_id_of
 from handlers.secrets import SecretUnavailableError
 from store import RequestContext, StoreUnavailableError
 
@@ -37,10 +45,16 @@ metrics = Metrics(
 Authenticator = Callable[[Request], Awaitable[RequestContext]]
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 DEFAULT_MAX_REQUEST_BYTES = 6_000_000
-
-
-class RequestTooLargeError(Exception):
-    """The body is over the configured limit (413)."""
+DEFAULT_MAX_TURN_SECONDS = 60.0
+# A streamed response ends at most this long after the turn's own limit, sending included: time
+# for the turn's last events (the time-limit notice) to reach a client that reads.
+SEND_GRACE_SECONDS = 2.0
+# How long a response that hit its limit may take to send its last bytes.
+FINAL_SEND_SECONDS = 0.5
+# How long a stopped turn may take to save its partial answer.
+STOP_SECONDS = 5.0
+# Enough to tell a request apart in the logs; longer or odder bodies are not looked into.
+DESCRIBE_MAX_VALUES = 200_000
 
 
 @dataclass
@@ -88,12 +102,15 @@ def create_app(
     authenticate: Authenticator,
     *,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    max_turn_seconds: float = DEFAULT_MAX_TURN_SECONDS,
 ) -> Starlette:
     """The app serving `server`; `authenticate` turns a request into the caller's context.
 
-    Plain Starlette (which the ChatKit stack imports anyway) rather than FastAPI: two routes
-    need no OpenAPI models, and the cold start is ~75 ms shorter.
+    A streamed answer ends `SEND_GRACE_SECONDS` after `max_turn_seconds` at the latest, however
+    slowly its client reads. Plain Starlette (which the ChatKit stack imports anyway) rather
+    than FastAPI: two routes need no OpenAPI models, and the cold start is ~75 ms shorter.
     """
+    quiet_client_errors()
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -104,7 +121,7 @@ def create_app(
         except AuthError as error:
             return unauthorized(error)
         except Exception as error:
-            return error_response(error)
+            return error_response(error, request_id_of(request))
         log = RequestLog(user_id=context.user_id, request_id=context.request_id)
         try:
             body = await _read_body(request, max_request_bytes)
@@ -119,13 +136,12 @@ def create_app(
             first = await anext(events, None)
             log.first_event_ms = round((time.perf_counter() - log.started) * 1000, 1)
         except Exception as error:
-            response = error_response(error)
+            response = error_response(error, context.request_id)
             log.status, log.error = response.status_code, type(error).__name__
             log.finish()
             return response
-        return StreamingResponse(
-            _stream(first, events, log), media_type="text/event-stream", headers=SSE_HEADERS
-        )
+        deadline = log.started + max_turn_seconds + SEND_GRACE_SECONDS
+        return TurnResponse(_Turn(first, events, log), deadline)
 
     return Starlette(
         routes=[
@@ -145,11 +161,14 @@ def unauthorized(error: AuthError) -> JSONResponse:
     return response
 
 
-def error_response(error: Exception) -> JSONResponse:
+def error_response(error: Exception, request_id: str | None) -> JSONResponse:
     """The one place errors become HTTP answers; internals never reach the client."""
     match error:
-        case RequestTooLargeError():
-            return _json_error(413, "request_too_large", str(error))
+        case QuotaExceededError():
+            retry_after = {"retry-after": str(error.retry_after_seconds)}
+            return _json_error(error.status, error.code, error.message, headers=retry_after)
+        case ClientRequestError():
+            return _json_error(error.status, error.code, error.message)
         case ValidationError():
             problems = "; ".join(
                 f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
@@ -159,21 +178,43 @@ def error_response(error: Exception) -> JSONResponse:
         case NotFoundError():
             return _json_error(404, "not_found", str(error) or "Not found")
         case StoreUnavailableError():
-            return _json_error(503, "unavailable", str(error), headers={"retry-after": "2"})
+            logger.warning(
+                "storage unavailable", extra={"request_id": request_id, "error": str(error)}
+            )
+            message = "The service is busy right now. Try again in a moment."
+            return _json_error(503, "unavailable", message, request_id, {"retry-after": "2"})
         case SecretUnavailableError() | AuthConfigurationError():
-            logger.error("server configuration error", extra={"error": str(error)})
-            return _json_error(500, "configuration_error", f"Server misconfigured: {error}")
-        case ValueError():
-            return _json_error(400, "invalid_request", str(error))
+            # Which parameter or setting is wrong is for the operator's logs, not for callers.
+            logger.error(
+                "server configuration error", extra={"request_id": request_id, "error": str(error)}
+            )
+            message = "The service cannot answer right now. Try again later."
+            return _json_error(503, "unavailable", message, request_id, {"retry-after": "30"})
         case _:
-            logger.exception("request failed", exc_info=error)
-            return _json_error(500, "internal_error", "Something went wrong on the server.")
+            logger.exception("request failed", extra={"request_id": request_id}, exc_info=error)
+            message = "Something went wrong on the server."
+            return _json_error(500, "internal_error", message, request_id)
+
+
+def _log_failure(level: int, message: str, error: Exception, request_id: str | None) -> None:
+    log = logger.error if level >= logging.ERROR else logger.warning
+    log(message, extra={"request_id": request_id, "error": str(error)})
 
 
 def _json_error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    request_id: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+    # A message may quote an id the client sent: make sure it can be encoded whatever it holds.
+    text = message.encode("utf-8", "replace").decode("utf-8")
+    body: dict[str, str] = {"code": code, "message": text}
+    if request_id is not None:
+        body["request_id"] = request_id
+        headers = {**(headers or {}), "x-request-id": request_id}
+    return JSONResponse({"error": body}, status, headers=headers)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -190,35 +231,117 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _describe(body: bytes) -> tuple[str, str | None]:
-    """The request type and thread id, for logs only (validation is the SDK's)."""
+    """The request type and thread id, for logs and metrics only (the server validates).
+
+    An unknown type is logged as "unknown", so no client can create new metric dimensions.
+    """
     try:
-        parsed: Any = json.loads(body)
-        params = parsed.get("params") or {}
-        request_type, thread_id = parsed.get("type"), params.get("thread_id")
-    except (ValueError, AttributeError, RecursionError):
+        parsed = parse_request(body, DESCRIBE_MAX_VALUES)
+    except ClientRequestError:
         return "invalid", None
+    request_type, params = parsed.get("type"), parsed.get("params")
+    thread_id = params.get("thread_id") if isinstance(params, dict) else None
     return (
-        request_type if isinstance(request_type, str) else "invalid",
-        thread_id if isinstance(thread_id, str) else None,
+        request_type if request_type in REQUEST_TYPES else "unknown",
+        thread_id if isinstance(thread_id, str) and len(thread_id) <= 255 else None,
     )
 
 
-async def _stream(
-    first: bytes | None, events: AsyncIterator[bytes], log: RequestLog
-) -> AsyncIterator[bytes]:
-    """The events as they come; a failure after the first byte becomes an `error` event."""
-    try:
-        if first is None:
-            return
-        yield first
-        async for event in events:
-            if event.startswith(b'data: {"type":"error"'):
-                log.error = "error_event"
-            yield event
-    except Exception as error:
-        log.error = type(error).__name__
-        logger.exception("stream failed", exc_info=error)
-        payload = {"type": "error", "code": "stream.error", "allow_retry": True}
-        yield b"data: " + json.dumps(payload).encode() + b"\n\n"
-    finally:
-        log.finish()
+class _Turn:
+    """A streamed answer, run in its own task from the first event on: the turn goes on (and
+    is saved) at its own pace, whatever the client reads; the events wait in a queue."""
+
+    def __init__(self, first: bytes | None, events: AsyncIterator[bytes], log: RequestLog) -> None:
+        self.log = log
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._produce(first, events))
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._queue.get()) is not None:
+            yield chunk
+
+    async def stop(self) -> None:
+        """Stop the turn if it still runs (ChatKit keeps the partial answer), then log it."""
+        with anyio.CancelScope(shield=True):
+            if not self._task.done():
+                self._task.cancel()
+                await asyncio.wait([self._task], timeout=STOP_SECONDS)
+            self.log.finish()
+
+    async def _produce(self, first: bytes | None, events: AsyncIterator[bytes]) -> None:
+        try:
+            if first is None:
+                return
+            self._queue.put_nowait(first)
+            async for event in events:
+                if event.startswith(b'data: {"type":"error"'):
+                    self.log.error = "error_event"
+                self._queue.put_nowait(event)
+        except Exception as error:
+            self.log.error = type(error).__name__
+            logger.exception("stream failed", exc_info=error)
+            self._queue.put_nowait(_sse(error_event(error).model_dump_json().encode()))
+        finally:
+            self._queue.put_nowait(None)
+
+
+class TurnResponse(StreamingResponse):
+    """The SSE response of a turn, bounded as a whole: at `deadline` (perf_counter time) it
+    ends, sent or not, so a client that stops reading cannot hold the function."""
+
+    def __init__(self, turn: _Turn, deadline: float) -> None:
+        super().__init__(turn.chunks(), media_type="text/event-stream", headers=SSE_HEADERS)
+        self.turn = turn
+        self.deadline = deadline
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            with anyio.move_on_after(self.deadline - time.perf_counter()) as limit:
+                await super().__call__(scope, receive, send)
+            if limit.cancelled_caught:
+                await self._end_late(send)
+        finally:
+            await self.turn.stop()
+
+    async def _end_late(self, send: Send) -> None:
+        self.turn.log.error = "response_time_limit"
+        logger.warning(
+            "response time limit reached",
+            extra={"request_id": self.turn.log.request_id, "thread_id": self.turn.log.thread_id},
+        )
+        notice = ErrorEvent(
+            code="custom",
+            message="The answer could not be sent in time and was stopped.",
+            allow_retry=True,
+        )
+        # A client that still does not read gets nothing more: the connection just ends.
+        with anyio.move_on_after(FINAL_SEND_SECONDS):
+            body = _sse(notice.model_dump_json().encode())
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _sse(data: bytes) -> bytes:
+    return b"data: " + data + b"\n\n"
+
+
+def quiet_client_errors() -> None:
+    """Log the SDK's reports of errors a client caused without a traceback (idempotent).
+
+    ChatKit logs every exception that leaves a stream with its traceback; for an unknown thread
+    or a bad id that is noise in the logs, not a failure. Our own failures keep theirs.
+    """
+    chatkit_logger = logging.getLogger("chatkit")
+    if not any(isinstance(f, _ClientErrorFilter) for f in chatkit_logger.filters):
+        chatkit_logger.addFilter(_ClientErrorFilter())
+
+
+class _ClientErrorFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ClientRequestError | NotFoundError | ValidationError):
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: a client error)"
+            record.args = None
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True

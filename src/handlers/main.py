@@ -53,6 +53,7 @@ def build_server(settings: Settings) -> AssistantServer:
         attachment_store=attachments,
         attachment_reader=attachments,
         quota=quota,
+        request_limits=settings.limits,
     )
 
 
@@ -65,5 +66,8 @@ def build_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     authenticate = bearer_authenticator(build_verifier(settings))
     return create_app(
-        build_server(settings), authenticate, max_request_bytes=settings.max_request_bytes
+        build_server(settings),
+        authenticate,
+        max_request_bytes=settings.max_request_bytes,
+        max_turn_seconds=settings.max_turn_seconds,
     )

@@ -1,9 +1,13 @@
 """Secrets from SSM SecureString parameters, through Powertools parameters.
 
-Read on first use (never at import), decrypted, cached for `max_age_seconds`.
+Read on first use (never at import), decrypted, cached for `max_age_seconds`; a failed read
+is retried after `FAILURE_RETRY_SECONDS`.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 import anyio.to_thread
 from aws_lambda_powertools.utilities import parameters
@@ -13,13 +17,30 @@ from settings import SecretUnavailableError
 
 __all__ = ["SecretParameter", "SecretUnavailableError"]
 
+# How long a failed read is answered from memory before SSM is asked again.
+FAILURE_RETRY_SECONDS = 10.0
+
 
 class SecretParameter:
-    """One SecureString parameter, e.g. the model API key or the HS256 signing secret."""
+    """One SecureString parameter, e.g. the model API key or the HS256 signing secret.
 
-    def __init__(self, name: str, max_age_seconds: float = 300) -> None:
+    A read that fails is remembered for `retry_seconds`: until then every caller gets the same
+    error without another SSM call, so a misconfigured function does not call SSM once per
+    request (and cannot be made to by anyone who can reach it).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        max_age_seconds: float = 300,
+        retry_seconds: float = FAILURE_RETRY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name = name
         self.max_age_seconds = max_age_seconds
+        self.retry_seconds = retry_seconds
+        self._clock = clock
+        self._failure: tuple[float, str] | None = None  # (retry at, why)
 
     async def get(self) -> str:
         """The decrypted value (cached); raises SecretUnavailableError naming the parameter."""
@@ -27,6 +48,17 @@ class SecretParameter:
 
     def get_now(self) -> str:
         """Blocking variant of `get`, for synchronous callers."""
+        if self._failure is not None and self._clock() < self._failure[0]:
+            raise SecretUnavailableError(self._failure[1])
+        try:
+            value = self._read()
+        except SecretUnavailableError as error:
+            self._failure = (self._clock() + self.retry_seconds, str(error))
+            raise
+        self._failure = None
+        return value
+
+    def _read(self) -> str:
         try:
             value = parameters.get_parameter(
                 self.name, decrypt=True, max_age=int(self.max_age_seconds)

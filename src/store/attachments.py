@@ -15,6 +15,7 @@ from chatkit.types import (
     ImageAttachment,
 )
 
+from errors import InvalidRequestError
 from store.context import RequestContext
 from store.dynamodb_store import DynamoDBStore
 from store.uploads import UploadBucket, upload_key
@@ -22,7 +23,7 @@ from store.uploads import UploadBucket, upload_key
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
-class UploadRejectedError(ValueError):
+class UploadRejectedError(InvalidRequestError):
     """A declared upload breaks the limits (size, type): a 400 with the reason."""
 
 
@@ -95,6 +96,14 @@ class S3AttachmentStore(AttachmentStore[RequestContext]):
         key = upload_key(attachment)
         if key and self.uploads.owns(context.user_id, key):
             await anyio.to_thread.run_sync(self.uploads.delete, [key])
+
+    async def exists(self, attachment: Attachment, context: RequestContext) -> bool:
+        """Whether the caller's file was uploaded and is within the size limit (one HEAD)."""
+        key = upload_key(attachment)
+        if key is None or not self.uploads.owns(context.user_id, key):
+            return False
+        size = await anyio.to_thread.run_sync(self.uploads.size, key)
+        return size is not None and size <= self.max_bytes
 
     async def read(self, attachment: Attachment, context: RequestContext) -> bytes:
         """The uploaded bytes, for the model. NotFoundError unless the file is the caller's;

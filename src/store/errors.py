@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from errors import InvalidRequestError
 
-class InvalidIdError(ValueError):
+
+class InvalidIdError(InvalidRequestError, ValueError):
     """An id cannot be used as part of a key (empty, too long, or contains '#')."""
 
 

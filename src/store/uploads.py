@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from chatkit.types import Attachment, ImageAttachment
 
 if TYPE_CHECKING:
@@ -86,6 +87,16 @@ class UploadBucket:
 
     def mark_attached(self, key: str) -> None:
         self._s3.put_object_tagging(Bucket=self.bucket, Key=key, Tagging=ATTACHED_TAG)  # type: ignore[arg-type]
+
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None if it was never uploaded (or has expired)."""
+        try:
+            response = self._s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return response["ContentLength"]
 
     def read(self, key: str, max_bytes: int) -> bytes:
         """The object's bytes; ValueError if it is missing or larger than `max_bytes`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -265,9 +266,10 @@ async def test_openai_transcription_is_used_for_dictation(
     assert b"OggS-fake-audio" in fake_openai.transcripts[0]
 
 
-async def test_over_the_daily_quota_no_model_is_called(
+async def test_over_the_daily_quota_no_model_is_called_and_nothing_is_stored(
     store: DynamoDBStore, tasks: TaskStore, table: Any, alice: RequestContext
 ) -> None:
+    from errors import QuotaExceededError
     from store.quota import TurnQuota
 
     calls: list[int] = []
@@ -280,10 +282,13 @@ async def test_over_the_daily_quota_no_model_is_called(
     models = Models("offline", CountingModel(0), None, None)
     server = AssistantServer(store, tasks, models, quota=TurnQuota(table, limit=1))
     first = await stream(server, create_thread("hello"), alice)
+    thread_id = first[0]["thread"]["id"]
     calls.clear()
+    stored = await all_items(store, thread_id, alice)
 
-    second = await stream(server, add_message(first[0]["thread"]["id"], "again"), alice)
+    with pytest.raises(QuotaExceededError, match="limit of 1 messages") as refused:
+        await server.process(json.dumps(add_message(thread_id, "again")), alice)
 
-    error = of_type(second, "error")[0]
-    assert "limit of 1 messages" in error["message"] and error["allow_retry"] is False
+    assert refused.value.status == 429 and refused.value.retry_after_seconds > 0
     assert calls == []
+    assert await all_items(store, thread_id, alice) == stored

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from agent.providers import Models
 from agent.server import AssistantServer, TranscriptionUnavailableError, UploadsDisabledError
+from errors import InvalidRequestError
 from store import DynamoDBStore, InvalidIdError, RequestContext
 from store.tasks import TaskStore
 from tests.agent.conftest import (
@@ -131,10 +132,10 @@ async def test_message_to_another_users_thread_is_not_found(
         json.dumps({"type": "threads.get_by_id", "params": {"thread_id": 42}}),
     ],
 )
-async def test_malformed_requests_are_validation_errors(
+async def test_malformed_requests_are_client_errors(
     server: AssistantServer, alice: RequestContext, request_body: str
 ) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises((ValidationError, InvalidRequestError)):
         await server.process(request_body, alice)
 
 
@@ -371,7 +372,7 @@ async def test_retry_after_a_non_user_item_is_refused(
     thread_id = await new_thread(server, alice)
     answer = (await all_items(store, thread_id, alice))[-1]
 
-    with pytest.raises(ValueError, match="not a user message"):
+    with pytest.raises(InvalidRequestError, match="Only a user message"):
         await stream(
             server,
             {
@@ -387,7 +388,7 @@ async def test_client_tool_output_without_a_pending_call_is_refused(
 ) -> None:
     thread_id = await new_thread(server, alice)
 
-    with pytest.raises(ValueError, match="ClientToolCallItem"):
+    with pytest.raises(InvalidRequestError, match="client tool call"):
         await stream(
             server,
             {
@@ -436,7 +437,7 @@ async def test_structured_input_for_a_plain_message_is_refused(
     thread_id = await new_thread(server, alice)
     user = (await all_items(store, thread_id, alice))[0]
 
-    with pytest.raises(ValueError, match="not a StructuredInputItem"):
+    with pytest.raises(InvalidRequestError, match="not a question"):
         await stream(
             server,
             {
@@ -469,7 +470,7 @@ async def test_unknown_sync_action_is_refused(
 ) -> None:
     thread_id = await new_thread(server, alice)
 
-    with pytest.raises(ValueError, match="Unknown action"):
+    with pytest.raises(InvalidRequestError, match="Unknown action"):
         await call(
             server,
             {

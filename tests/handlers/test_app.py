@@ -164,3 +164,43 @@ def test_cancelled_stream_keeps_the_partial_answer(
     partial = items[1]
     assert isinstance(partial, AssistantMessageItem) and partial.content[0].text.strip()
     assert isinstance(items[2], SDKHiddenContextItem) and "cancelled" in items[2].content
+
+
+async def test_a_client_that_stops_reading_cannot_hold_the_response_past_the_turn_limit(
+    store: DynamoDBStore, tasks: TaskStore
+) -> None:
+    server = AssistantServer(store, tasks, offline_models(), TurnLimits(max_turn_seconds=1))
+    app = create_app(server, as_alice, max_turn_seconds=1)
+    body = json.dumps(create_thread("Tell me what I said")).encode()
+    never = asyncio.Event()  # the client never reads again, never leaves
+    requests = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if requests:
+            return requests.pop()
+        await never.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body":
+            await never.wait()  # stuck, as a send to a full socket is
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/chatkit",
+        "headers": [],
+        "query_string": b"",
+    }
+    # Without a bound on the whole response this call never returns: the test fails on the
+    # safety timeout instead of hanging.
+    await asyncio.wait_for(app(scope, receive, send), timeout=60)
+
+    assert sent[0]["status"] == 200 and len(sent) >= 2
+    alice = RequestContext(user_id="alice")
+    [thread] = (await store.load_threads(5, None, "asc", alice)).data
+    items = (await store.load_thread_items(thread.id, None, 20, "asc", alice)).data
+    # The turn ran at its own pace and was saved, whatever the client read.
+    assert [item.type for item in items] == ["user_message", "assistant_message"]

@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -21,9 +22,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from devtools.tokens import mint_token
+from handlers.auth import AuthConfigurationError
 from handlers.main import build_app
+from settings import TokenRules
 from store import TableRecord
 from tests.handlers.conftest import app_settings
+from tests.support.logs import logged_text
 
 SECRET = "a-development-secret-of-enough-length-123"
 LIST = {"type": "threads.list", "params": {}}
@@ -129,19 +133,105 @@ async def test_hs256_secret_comes_from_ssm(table: type[TableRecord], s3: Any) ->
         assert (await post(client, mint_token("y" * 40, "alice"))).status_code == 401
 
 
-async def test_missing_ssm_secret_is_a_clear_error_naming_it(
+def ssm_secret_client(name: str, value: str | None = None) -> httpx.AsyncClient:
+    """A client of the app whose HS256 secret is the SSM parameter `name` (holding `value`;
+    missing when None)."""
+    if value is not None:
+        boto3.client("ssm", region_name="us-east-1").put_parameter(
+            Name=name, Value=value, Type="SecureString"
+        )
+    app = build_app(app_settings(auth_secret_parameter=name))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+async def test_missing_ssm_secret_is_a_generic_503_and_named_in_the_logs_only(
+    table: type[TableRecord], s3: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with ssm_secret_client("/chatkit/missing-secret") as client:
+        response = await post(client, None, header="Bearer anything")
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    error = response.json()["error"]
+    assert error["code"] == "unavailable" and error["request_id"]
+    assert "/chatkit/missing-secret" not in response.text and "SSM" not in response.text
+    logs = logged_text(caplog)
+    assert "/chatkit/missing-secret" in logs and "ParameterNotFound" in logs
+
+
+async def test_an_unreadable_secret_is_not_asked_for_again_on_every_request(
     table: type[TableRecord], s3: Any
 ) -> None:
-    app = build_app(app_settings(auth_secret_parameter="/chatkit/missing-secret"))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t"
-    ) as client:
-        response = await post(client, mint_token(SECRET, "alice"))
+    from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
 
-    assert response.status_code == 500
-    message = response.json()["error"]["message"]
-    assert "/chatkit/missing-secret" in message and "ParameterNotFound" in message
-    assert "Traceback" not in response.text
+    async with ssm_secret_client("/chatkit/missing-secret") as client:
+        first = await post(client, None, header="Bearer anything")
+        calls: list[str] = []
+        DEFAULT_PROVIDERS["ssm"].client.meta.events.register(
+            "before-call.ssm.*", lambda model, **_: calls.append(model.name)
+        )
+        later = [await post(client, None, header="Bearer anything") for _ in range(5)]
+
+    assert first.status_code == 503 and {r.status_code for r in later} == {503}
+    assert calls == []
+
+
+async def test_an_hs256_secret_from_ssm_shorter_than_32_bytes_is_refused(
+    table: type[TableRecord], s3: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with ssm_secret_client("/chatkit/short-secret", "too-short") as client:
+        response = await post(client, mint_token("too-short", "alice"))
+
+    assert response.status_code == 503 and "short" not in response.text
+    logs = logged_text(caplog)
+    assert "/chatkit/short-secret" in logs and "at least 32 bytes" in logs
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+async def test_time_claims_given_as_strings_are_refused(
+    client: httpx.AsyncClient, claim: str
+) -> None:
+    claims: dict[str, Any] = {"sub": "alice", "exp": now() + 600, "iat": now(), "nbf": now()}
+    claims[claim] = str(claims[claim])
+
+    response = await post(client, signed(claims))
+
+    assert response.status_code == 401
+    assert f"'{claim}' claim must be a number" in response.json()["error"]["message"]
+
+
+def rules_client(**rules: Any) -> httpx.AsyncClient:
+    app = build_app(app_settings(auth_dev_secret=SECRET, tokens=TokenRules(**rules)))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+async def test_an_audience_when_configured_is_required(table: type[TableRecord], s3: Any) -> None:
+    async with rules_client(audience="my-app") as client:
+        right = await post(client, signed({"sub": "alice", "exp": now() + 60, "aud": "my-app"}))
+        wrong = await post(client, signed({"sub": "alice", "exp": now() + 60, "aud": "other"}))
+        none = await post(client, signed({"sub": "alice", "exp": now() + 60}))
+
+    assert right.status_code == 200
+    assert wrong.status_code == 401 and "audience" in wrong.json()["error"]["message"]
+    assert none.status_code == 401 and "'aud'" in none.json()["error"]["message"]
+
+
+async def test_a_token_living_longer_than_the_maximum_is_refused(
+    table: type[TableRecord], s3: Any
+) -> None:
+    async with rules_client(max_lifetime_seconds=3600) as client:
+        hour = await post(client, signed({"sub": "alice", "iat": now(), "exp": now() + 3600}))
+        year = await post(client, signed({"sub": "alice", "iat": now(), "exp": now() + 10**8}))
+        no_iat = await post(client, signed({"sub": "alice", "exp": now() + 10**8}))
+
+    assert hour.status_code == 200
+    assert year.status_code == 401 and "lifetime" in year.json()["error"]["message"]
+    assert no_iat.status_code == 401
+
+
+def test_a_development_secret_shorter_than_32_bytes_stops_the_start() -> None:
+    with pytest.raises(AuthConfigurationError, match=r"AUTH_DEV_SECRET.*32 bytes"):
+        build_app(app_settings(auth_dev_secret="only-twenty-characters"))
 
 
 # -- OIDC -------------------------------------------------------------------------------------
@@ -155,24 +245,8 @@ def rsa_key() -> rsa.RSAPrivateKey:
 @pytest.fixture
 def issuer(rsa_key: rsa.RSAPrivateKey) -> Iterator[str]:
     """An OIDC issuer on 127.0.0.1 publishing one RSA key as JWKS."""
-    jwk = json.loads(RSAAlgorithm.to_jwk(rsa_key.public_key()))
-    jwks = json.dumps({"keys": [{**jwk, "kid": "key-1", "use": "sig", "alg": "RS256"}]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(jwks)))
-            self.end_headers()
-            self.wfile.write(jwks)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve_jwks([key_entry(rsa_key, "key-1")]) as (url, _):
+        yield url
 
 
 @pytest.fixture
@@ -258,3 +332,73 @@ async def test_oidc_unknown_key_is_refused(oidc_client: httpx.AsyncClient, issue
     response = await post(oidc_client, token)
 
     assert response.status_code == 401 and "unknown key" in response.json()["error"]["message"]
+
+
+class KeySetClock:
+    """The clock PyJWT's key-set cache reads, moved by the test instead of by waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def test_a_key_the_issuer_removed_is_refused_after_the_key_set_lifetime(
+    table: type[TableRecord], s3: Any, rsa_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = KeySetClock()
+    monkeypatch.setattr("jwt.jwk_set_cache.time", clock)  # when a key set expires
+    monkeypatch.setattr("jwt.api_jwk.time", clock)  # when a key set was fetched
+    with serve_jwks([key_entry(rsa_key, "key-1")]) as (issuer, published):
+        settings = app_settings(
+            auth_mode="oidc",
+            oidc_issuer=issuer,
+            oidc_audience="chatkit-app",
+            tokens=TokenRules(jwks_max_age_seconds=600),
+        )
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=build_app(settings)), base_url="http://t"
+        ) as client:
+            token = rs256(rsa_key, issuer)
+            assert (await post(client, token)).status_code == 200
+            other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            published[:] = [key_entry(other, "key-2")]  # the issuer rotated key-1 out
+
+            within_lifetime = await post(client, token)
+            clock.now += 601
+            after_lifetime = await post(client, token)
+
+    assert within_lifetime.status_code == 200
+    assert after_lifetime.status_code == 401
+    assert "unknown key" in after_lifetime.json()["error"]["message"]
+
+
+def key_entry(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
+    jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    return {**jwk, "kid": kid, "use": "sig", "alg": "RS256"}
+
+
+@contextmanager
+def serve_jwks(keys: list[dict[str, Any]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """An OIDC issuer on 127.0.0.1 publishing `keys` (a list the test may change)."""
+    published = list(keys)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"keys": published}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", published
+    finally:
+        server.shutdown()

@@ -18,6 +18,7 @@ from settings import Settings
 from store import TableRecord
 from tests.agent.fake_openai import FakeOpenAI, Reply, fake_openai_server
 from tests.conftest import BUCKET, TABLE
+from tests.support.logs import logged_text
 
 AUTH_SECRET = "AUTH-SECRET-never-to-be-seen-0123456789"
 API_KEY = "sk-API-KEY-never-to-be-seen-9876543210"
@@ -111,8 +112,12 @@ async def test_a_whole_session_leaks_no_secret_and_logs_no_message_text(
     assert MESSAGE not in logs
 
 
-async def test_an_unreadable_model_key_parameter_is_named_in_the_error(
-    table: type[TableRecord], s3: Any, fake_openai: FakeOpenAI
+async def test_an_unreadable_model_key_parameter_is_named_in_the_logs_not_the_error(
+    table: type[TableRecord],
+    s3: Any,
+    fake_openai: FakeOpenAI,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     put_secrets()
     app = build_app(settings(fake_openai, api_key_parameter="/chatkit/missing-key"))
@@ -136,6 +141,8 @@ async def test_an_unreadable_model_key_parameter_is_named_in_the_error(
     errors = [
         json.loads(line[6:]) for line in response.text.splitlines() if '"type":"error"' in line
     ]
-    assert errors and "/chatkit/missing-key" in errors[0]["message"]
+    assert errors and "misconfigured" in errors[0]["message"]
     assert errors[0]["allow_retry"] is False
-    assert "Traceback" not in response.text
+    assert "/chatkit/missing-key" not in response.text and "Traceback" not in response.text
+    captured = capfd.readouterr()
+    assert "/chatkit/missing-key" in captured.out + captured.err + logged_text(caplog)

@@ -22,6 +22,8 @@ from store.attachments import S3AttachmentStore, UploadRejectedError
 from store.uploads import UploadBucket, safe_file_name
 from tests.conftest import BUCKET
 from tests.store.factories import BASE_TIME, thread
+from tests.support.uploads import declared, upload
+from tests.support.uploads import objects as bucket_objects
 
 ALLOWED = ("image/png", "application/pdf", "text/plain")
 
@@ -41,30 +43,8 @@ def attachments(store: DynamoDBStore, uploads: UploadBucket) -> S3AttachmentStor
     return S3AttachmentStore(store, uploads, max_bytes=1_000_000, allowed_types=ALLOWED)
 
 
-def declared(
-    name: str = "notes.txt", size: int = 11, mime_type: str = "text/plain"
-) -> AttachmentCreateParams:
-    return AttachmentCreateParams(name=name, size=size, mime_type=mime_type)
-
-
-async def upload(
-    attachments: S3AttachmentStore,
-    store: DynamoDBStore,
-    s3: Any,
-    context: RequestContext,
-    **kwargs: Any,
-) -> FileAttachment | ImageAttachment:
-    """attachments.create as the SDK runs it, then the browser's PUT (done directly: in-process
-    moto cannot be reached over HTTP)."""
-    attachment = await attachments.create_attachment(declared(**kwargs), context)
-    await store.save_attachment(attachment, context)
-    key = (attachment.metadata or {})["s3_key"]
-    s3.put_object(Bucket=BUCKET, Key=key, Body=b"hello world", Tagging="state=pending")
-    return attachment
-
-
 def objects(s3: Any) -> list[str]:
-    return [entry["Key"] for entry in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    return bucket_objects(s3, BUCKET)
 
 
 async def test_presigned_put_binds_type_length_tag_and_expiry(
