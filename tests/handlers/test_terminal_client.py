@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from handlers.terminal_client import main as chat_main
+from devtools.terminal_client import main as chat_main
 
 # What a hostile server (or a hostile title stored in it) could send: an OSC 52 clipboard
 # write, a screen clear, a carriage return over the line, a C1 CSI, a bell.
