@@ -19,9 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from moto.server import ThreadedMotoServer
-
-from devtools.local import dev_secret, point_aws_at, provision
+from devtools.local import LocalMotoServer, dev_secret, point_aws_at, provision
 from devtools.runtime_emulator import PRELUDE_DELIMITER, RuntimeApiEmulator
 from devtools.tokens import mint_token
 from settings import Settings
@@ -61,10 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     event: dict[str, Any] = json.loads(options.event.read_text(encoding="utf-8"))
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto = LocalMotoServer()  # local callers only, like the local server's
     moto.start()
     try:
-        host, port = moto.get_host_and_port()
+        host, port = moto.host_and_port
         env = dict(os.environ)
         point_aws_at(f"http://{host}:{port}", env)
         os.environ.update(env)  # this process creates the table and bucket in moto
