@@ -202,7 +202,7 @@ class HealthProbe:
 
 
 def token(user: str) -> str:
-    from handlers.auth import mint_token
+    from devtools.tokens import mint_token
 
     return mint_token(SECRET, user)
 
