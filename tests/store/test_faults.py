@@ -9,7 +9,7 @@ from chatkit.store import NotFoundError
 from store import DynamoDBStore, PayloadBucket, RequestContext, StoreUnavailableError, TableRecord
 from tests.store.conftest import BUCKET
 from tests.store.factories import thread, user_message
-from tests.store.faults import Injector
+from tests.support.dynamodb_faults import DynamoDBFaults
 
 MAX_ATTEMPTS = 3
 
@@ -34,7 +34,7 @@ async def test_throttled_write_is_retried_until_it_succeeds(
     throttled_table: type[TableRecord], alice: RequestContext, code: str
 ) -> None:
     store = DynamoDBStore(throttled_table)
-    injector = Injector(throttled_table)
+    injector = DynamoDBFaults.of(throttled_table)
     injector.throttle("UpdateItem", times=MAX_ATTEMPTS - 1, code=code)
 
     await store.save_thread(thread("thr_1", title="kept"), alice)
@@ -48,7 +48,7 @@ async def test_throttled_page_is_retried_until_it_succeeds(
 ) -> None:
     store = DynamoDBStore(throttled_table)
     await store.save_thread(thread("thr_1"), alice)
-    injector = Injector(throttled_table)
+    injector = DynamoDBFaults.of(throttled_table)
     injector.throttle("Query", times=2)
 
     page = await store.load_threads(10, None, "desc", alice)
@@ -61,7 +61,7 @@ async def test_throttling_beyond_the_retries_is_a_clear_error(
     throttled_table: type[TableRecord], alice: RequestContext
 ) -> None:
     store = DynamoDBStore(throttled_table)
-    injector = Injector(throttled_table)
+    injector = DynamoDBFaults.of(throttled_table)
     injector.throttle("GetItem", times=MAX_ATTEMPTS)
 
     with pytest.raises(StoreUnavailableError, match="throttling"):
@@ -77,7 +77,7 @@ async def test_unprocessed_deletes_are_retried_with_backoff(
     await store.save_thread(thread("thr_1"), alice)
     for index in range(30):
         await store.add_thread_item("thr_1", user_message(f"msg_{index:02d}", "thr_1"), alice)
-    injector = Injector(table)
+    injector = DynamoDBFaults.of(table)
     injector.leave_unprocessed(times=3)
 
     await store.delete_thread("thr_1", alice)
@@ -98,16 +98,17 @@ async def test_deletes_left_unprocessed_too_often_fail_clearly_and_resume(
     await store.save_thread(thread("thr_1"), alice)
     for index in range(5):
         await store.add_thread_item("thr_1", user_message(f"msg_{index}", "thr_1"), alice)
-    Injector(table).leave_unprocessed(times=3)
+    DynamoDBFaults.of(table).leave_unprocessed(times=3)
 
     with pytest.raises(StoreUnavailableError, match="repeat the delete"):
         await store.delete_thread("thr_1", alice)
-    assert (await store.load_thread("thr_1", alice)).id == "thr_1"
+    assert len((await store.load_thread_items("thr_1", None, 10, "asc", alice)).data) == 5
 
     await store.delete_thread("thr_1", alice)
 
     with pytest.raises(NotFoundError):
         await store.load_thread("thr_1", alice)
+    assert (await store.load_thread_items("thr_1", None, 10, "asc", alice)).data == []
 
 
 def test_bound_table_uses_the_configured_attempts(aws: None) -> None:
