@@ -8,11 +8,30 @@ import openai
 from agents.exceptions import MaxTurnsExceeded, ModelBehaviorError
 
 from settings import SecretUnavailableError
-from store import StoreUnavailableError
+from store import (
+    StoreUnavailableError,
+    ThreadBusyError,
+    ThreadDeletedError,
+    ThreadLeaseLostError,
+)
+
+BUSY_MESSAGE = (
+    "An answer is still being written in this conversation. "
+    "Wait for it to finish, then send your message again."
+)
+
+
+class IncompleteAnswerError(RuntimeError):
+    """The model's stream ended before the answer was complete (no finish reason)."""
+
+
+class EmptyAnswerError(RuntimeError):
+    """The model's stream ended without any answer."""
 
 
 def describe_failure(error: BaseException) -> tuple[str, bool]:
-    """Return (message for the user, allow_retry) for an error raised while answering.
+    """Return (message for the user, allow_retry) for an error raised while answering:
+    the model provider's, the store's, or the server's.
 
     Messages never include provider payloads, keys or stack traces.
     """
@@ -52,6 +71,18 @@ def describe_failure(error: BaseException) -> tuple[str, bool]:
                 False,
             )
         case StoreUnavailableError():
-            return ("Storage is busy right now. Try again in a moment.", True)
+            return (
+                f"Storage is unavailable right now, so this was not saved. "
+                f"Try again in {StoreUnavailableError.retry_after_seconds} seconds or so.",
+                True,
+            )
+        case ThreadDeletedError():
+            return ("This conversation was deleted, so the answer was not saved.", False)
+        case ThreadLeaseLostError() | ThreadBusyError():
+            return (BUSY_MESSAGE, True)
+        case IncompleteAnswerError():
+            return ("The model's answer was cut off before it finished. Try again.", True)
+        case EmptyAnswerError():
+            return ("The model returned an empty answer. Try again.", True)
         case _:
             return ("Something went wrong while answering. Try again.", True)
