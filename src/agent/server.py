@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -126,17 +126,17 @@ class AssistantServer(ChatKitServer[RequestContext]):
         if not isinstance(result, StreamingResult):
             return result
         leased = None if turn.creating else thread_id
-        return StreamingResult(self._in_turn(result.json_events, leased, turn_context))
+        return TurnStreamingResult(self._in_turn(result.json_events, leased, turn_context))
 
     async def _in_turn(
-        self, events: AsyncIterable[bytes], thread_id: str | None, context: RequestContext
+        self, events: AsyncGenerator[bytes, None], thread_id: str | None, context: RequestContext
     ) -> AsyncGenerator[bytes, None]:
         """The request's events as one turn: the thread's lease is taken first (a thread busy
         with another turn gets an error event) and given back at the end, whatever happens.
 
         Storage failing once events have gone out ends the stream with an error event in
         words; before that, the error reaches the HTTP layer (a 503 or a 404)."""
-        started = False
+        started = ended = False
         try:
             if thread_id is not None:
                 try:
@@ -144,18 +144,28 @@ class AssistantServer(ChatKitServer[RequestContext]):
                 except ThreadBusyError:
                     busy = ErrorEvent(code="custom", message=BUSY_MESSAGE, allow_retry=True)
                     yield self._event(busy)
+                    ended = True
                     return
             async for chunk in events:
                 started = True
                 yield chunk
+            ended = True
         except (StoreUnavailableError, ThreadDeletedError, ThreadLeaseLostError) as error:
             if not started:
                 raise
             message, allow_retry = describe_failure(error)
             yield self._event(ErrorEvent(code="custom", message=message, allow_retry=allow_retry))
+            ended = True
         finally:
             with anyio.CancelScope(shield=True):
+                turn = context.turn
+                if isinstance(turn, AnswerTurn) and turn.run is not None:
+                    turn.run.cancel()  # a no-op once the run is complete
+                if not ended and isinstance(turn, AnswerTurn) and turn.thread is not None:
+                    # Closed while an event was on its way out: the client left.
+                    await self._keep_what_was_shown(turn.thread, context, [])
                 await self.store.end_turn(context)
+                await events.aclose()
 
     def _event(self, event: ThreadStreamEvent) -> bytes:
         return b"data: " + self._serialize(event) + b"\n\n"
@@ -212,6 +222,7 @@ class AssistantServer(ChatKitServer[RequestContext]):
                 f"An attached file could not be read: {error}", allow_retry=False
             ) from None
         turn = _answer_turn(context)
+        turn.thread = thread
         agent_context = TaskAgentContext(
             thread=thread,
             store=cast(Store[RequestContext], _TurnStore(self.store, thread.id, history)),
@@ -232,6 +243,7 @@ class AssistantServer(ChatKitServer[RequestContext]):
             max_turns=self.limits.max_agent_turns,
             run_config=RunConfig(tracing_disabled=True),
         )
+        turn.run = run
         events = _with_real_ids(
             stream_agent_response(agent_context, run),
             lambda: self.store.generate_item_id("message", thread, context),
@@ -258,13 +270,23 @@ class AssistantServer(ChatKitServer[RequestContext]):
         message. Shielded: under Starlette the stream is cancelled by an anyio scope that
         would otherwise cancel these writes too."""
         with anyio.CancelScope(shield=True):
-            turn = context.turn
-            if isinstance(turn, AnswerTurn):
-                pending_items = list(turn.partial_answers())
-                if thread.title is None and turn.first_message:
-                    thread.title = generate_offline_title(turn.first_message)
-                    await self.store.save_thread(thread, context)
-            await super().handle_stream_cancelled(thread, pending_items, context)
+            await self._keep_what_was_shown(thread, context, pending_items)
+
+    async def _keep_what_was_shown(
+        self, thread: ThreadMetadata, context: RequestContext, pending_items: list[ThreadItem]
+    ) -> None:
+        """Once per turn: the partial answer as the client received it, a hidden note that
+        the user stopped the answer (the SDK's), and a title for a new thread."""
+        turn = context.turn
+        if isinstance(turn, AnswerTurn):
+            if turn.kept:
+                return
+            turn.kept = True
+            pending_items = list(turn.partial_answers())
+            if thread.title is None and turn.first_message:
+                thread.title = generate_offline_title(turn.first_message)
+                await self.store.save_thread(thread, context)
+        await super().handle_stream_cancelled(thread, pending_items, context)
 
     async def _title_for(self, message: UserMessageItem) -> str:
         """A short title: from the title model if there is one, else the first message cut short."""
@@ -355,6 +377,14 @@ class AssistantServer(ChatKitServer[RequestContext]):
                 case _:
                     pass
         return SyncCustomActionResponse(updated_item=updated)
+
+
+class TurnStreamingResult(StreamingResult):
+    """A turn's stream, iterated as itself: closing the iterator closes the turn at once
+    (the SDK's StreamingResult wraps its stream in another generator that nobody closes)."""
+
+    def __aiter__(self) -> AsyncGenerator[bytes, None]:
+        return self.json_events
 
 
 class _TurnStore:

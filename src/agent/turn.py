@@ -60,8 +60,11 @@ class AnswerTurn(Turn):
     """A store Turn, plus what the answer has shown its client so far."""
 
     shown: dict[str, AssistantMessageItem] = field(default_factory=dict)  # still streaming
+    thread: ThreadMetadata | None = None  # the thread being answered, once answering starts
     first_message: str | None = None  # a new thread's first message, for its title
     effects: list[str] = field(default_factory=list)  # what tools changed, for the user
+    kept: bool = False  # what the client saw was kept after it left
+    run: RunResultStreaming | None = None  # the agent's run, cancelled when the turn ends
 
     def sent(self, event: ThreadStreamEvent) -> None:
         """Follow assistant messages still being written, as the client received them."""

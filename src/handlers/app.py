@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from chatkit.server import ChatKitServer, StreamingResult
@@ -23,6 +24,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Send
 
 from handlers.auth import AuthConfigurationError, AuthError
 from handlers.secrets import SecretUnavailableError
@@ -123,7 +125,7 @@ def create_app(
             log.status, log.error = response.status_code, type(error).__name__
             log.finish()
             return response
-        return StreamingResponse(
+        return ClosingStreamingResponse(
             _stream(first, events, log), media_type="text/event-stream", headers=SSE_HEADERS
         )
 
@@ -133,6 +135,22 @@ def create_app(
             Route("/chatkit", chatkit, methods=["POST"]),
         ]
     )
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A StreamingResponse that closes its body however the response ends.
+
+    Starlette leaves the body iterator suspended when the client leaves while a chunk is
+    being sent; it would then only be closed by garbage collection, and the turn behind it
+    (its lease, the partial answer to keep, the model run) would wait until then.
+    """
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _close(self.body_iterator)
 
 
 def unauthorized(error: AuthError) -> JSONResponse:
@@ -222,3 +240,11 @@ async def _stream(
         yield b"data: " + json.dumps(payload).encode() + b"\n\n"
     finally:
         log.finish()
+        await _close(events)
+
+
+async def _close(iterator: object) -> None:
+    """Close an async generator left part way (a no-op for other iterables)."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()

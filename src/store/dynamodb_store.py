@@ -607,12 +607,17 @@ class DynamoDBStore(Store[RequestContext]):
         record_sk = keys.attachment_sk(attachment.id)
         if not (thread_id and key and not metadata.get("attached")):
             new = attachment.id in context.new_ids
-            self.table._get_connection().update_item(
-                keys.user_pk(user_id),
-                range_key=record_sk,
-                actions=self._attachment_actions(attachment),
-                condition=self.table.pk.does_not_exist() if new else None,
-            )
+            try:
+                self.table._get_connection().update_item(
+                    keys.user_pk(user_id),
+                    range_key=record_sk,
+                    actions=self._attachment_actions(attachment),
+                    condition=self.table.pk.does_not_exist() if new else None,
+                )
+            except UpdateError as error:
+                if aws_error_code(error) == CONDITION_FAILED:
+                    raise RuntimeError(f"Attachment id {attachment.id} is already taken") from None
+                raise
             context.new_ids.discard(attachment.id)
             return
         # Sent in a message: the upload is kept (no longer pending), its one-time upload URL

@@ -9,7 +9,7 @@ from chatkit.store import NotFoundError
 from store import DynamoDBStore, PayloadBucket, RequestContext, StoreUnavailableError, TableRecord
 from tests.store.conftest import BUCKET
 from tests.store.factories import thread, user_message
-from tests.support.dynamodb_faults import DynamoDBFaults
+from tests.support.dynamodb_faults import DynamoDBFaults, blackhole
 
 MAX_ATTEMPTS = 3
 
@@ -118,3 +118,73 @@ def test_bound_table_uses_the_configured_attempts(aws: None) -> None:
     record = bind_table("chatkit-attempts", region="us-east-1", max_attempts=6)
 
     assert dynamodb_client(record).meta.config.retries["total_max_attempts"] == 6
+
+
+# -- connections and stalls ------------------------------------------------------------------
+
+
+async def test_a_reset_connection_is_retried(
+    throttled_table: type[TableRecord], alice: RequestContext
+) -> None:
+    store = DynamoDBStore(throttled_table)
+    await store.save_thread(thread("thr_1", title="kept"), alice)
+    faults = DynamoDBFaults.of(throttled_table)
+    faults.reset("GetItem", times=MAX_ATTEMPTS - 1)
+
+    assert (await store.load_thread("thr_1", alice)).title == "kept"
+    assert faults.attempts["GetItem"] == MAX_ATTEMPTS
+
+
+@pytest.mark.parametrize("fault", ["reset", "stall", "fail"])
+async def test_dynamodb_not_answering_is_store_unavailable_for_every_kind_of_call(
+    aws: None, alice: RequestContext, fault: str
+) -> None:
+    from store import bind_table, create_table
+
+    record = bind_table("chatkit-down", region="us-east-1", max_attempts=2, read_timeout=0.05)
+    create_table(record)
+    store = DynamoDBStore(record)
+    await store.save_thread(thread("thr_1"), alice)
+    faults = DynamoDBFaults.of(record)
+    for operation in ("GetItem", "UpdateItem", "Query", "TransactWriteItems"):
+        getattr(faults, fault)(operation, times=100)
+
+    calls = [
+        store.load_thread("thr_1", alice),
+        store.save_thread(thread("thr_1", title="new"), alice),
+        store.load_thread_items("thr_1", None, 10, "asc", alice),
+        store.add_thread_item("thr_1", user_message("msg_1", "thr_1"), alice),
+    ]
+    for call in calls:
+        with pytest.raises(StoreUnavailableError, match="unavailable"):
+            await call
+    assert faults.attempts == {"GetItem": 2, "UpdateItem": 2, "Query": 2, "TransactWriteItems": 2}
+
+
+async def test_a_dynamodb_that_accepts_but_never_answers_times_out(
+    alice: RequestContext,
+) -> None:
+    from store import bind_table
+
+    with blackhole() as endpoint:
+        record = bind_table(
+            "chatkit-stalled",
+            region="us-east-1",
+            host=endpoint,
+            max_attempts=2,
+            connect_timeout=0.2,
+            read_timeout=0.2,
+        )
+        with pytest.raises(StoreUnavailableError, match="unavailable"):
+            await DynamoDBStore(record).load_thread("thr_1", alice)
+
+
+def test_calls_are_bounded_to_about_ten_seconds_by_default(aws: None) -> None:
+    from store import bind_table
+    from store.table import dynamodb_client, worst_case_seconds
+
+    config = dynamodb_client(bind_table("chatkit-bounds", region="us-east-1")).meta.config
+
+    assert (config.connect_timeout, config.read_timeout) == (0.5, 2.0)
+    assert config.retries["total_max_attempts"] == 3
+    assert worst_case_seconds() <= 10.5
