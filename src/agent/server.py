@@ -211,9 +211,7 @@ class AssistantServer(ChatKitServer[RequestContext]):
                 allow_retry=False,
             )
             return
-        history = await self.store.load_thread_items(
-            thread.id, None, self.limits.history_items, "desc", context
-        )
+        history = await self._history(thread, input_user_message, context)
         converter = AssistantConverter(self.attachment_reader, context)
         try:
             agent_input = await converter.to_agent_input(history.data[::-1])
@@ -261,6 +259,18 @@ class AssistantServer(ChatKitServer[RequestContext]):
         finally:
             if not run.is_complete:
                 run.cancel()
+
+    async def _history(
+        self, thread: ThreadMetadata, message: UserMessageItem | None, context: RequestContext
+    ) -> Page[ThreadItem]:
+        """The newest `history_items` items, newest first. A thread this turn created holds
+        just the message being answered: no need to read it back."""
+        turn = context.turn
+        if turn is not None and turn.created and message is not None:
+            return Page(data=[message], has_more=False)
+        return await self.store.load_thread_items(
+            thread.id, None, self.limits.history_items, "desc", context
+        )
 
     async def handle_stream_cancelled(
         self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: RequestContext

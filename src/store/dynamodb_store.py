@@ -350,8 +350,7 @@ class DynamoDBStore(Store[RequestContext]):
         return self._thread_of(row)
 
     def _save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
-        fields = thread.model_dump(exclude={"items"} if isinstance(thread, Thread) else None)
-        metadata = ThreadMetadata.model_validate(fields)
+        metadata = _metadata_of(thread)
         turn = context.turn
         if turn is not None and turn.creating and turn.thread_id == metadata.id:
             turn.pending_thread = metadata  # written with the thread's first row
@@ -547,8 +546,9 @@ class DynamoDBStore(Store[RequestContext]):
         if turn.creating:
             thread = thread or turn.pending_thread
             turn.creating, turn.pending_thread, turn.held = False, None, True
+            turn.created = True
         if thread is not None:
-            turn.written[keys.thread_sk(thread.id)] = stored_json(thread)[0]
+            turn.written[keys.thread_sk(thread.id)] = stored_json(_metadata_of(thread))[0]
         if item is not None:
             turn.written[keys.item_sk(item.id)] = stored_json(item)[0]
             turn.unsaved.discard(item.id)
@@ -680,7 +680,7 @@ class DynamoDBStore(Store[RequestContext]):
         return self._fresh_item(item)
 
     def _thread_actions(self, thread: ThreadMetadata) -> list[Action]:
-        json_text, naive = stored_json(thread)
+        json_text, naive = stored_json(_metadata_of(thread))
         actions = self._body_actions("thread", compress(json_text), CODEC_ZLIB_JSON, naive)
         actions.append(self.table.lsi1sk.set(keys.created_sort_key(thread.created_at, thread.id)))
         return actions
@@ -797,6 +797,13 @@ class DynamoDBStore(Store[RequestContext]):
 def _guarded[T](function: Callable[..., T], *args: Any) -> T:
     with unavailable_on_aws_errors():
         return function(*args)
+
+
+def _metadata_of(thread: ThreadMetadata) -> ThreadMetadata:
+    """The thread's metadata only: a `Thread`'s items are stored as items, never in its row."""
+    if not isinstance(thread, Thread):
+        return thread
+    return ThreadMetadata.model_validate(thread.model_dump(exclude={"items"}))
 
 
 def _turn_of(context: RequestContext) -> Turn:

@@ -43,6 +43,7 @@ class Turn:
     thread_id: str | None = None
     held: bool = False
     creating: bool = False
+    created: bool = False  # this turn created its thread
     pending_thread: ThreadMetadata | None = None
     loaded_thread: ThreadMetadata | None = None  # returned when the lease was taken
     written: dict[str, str] = field(default_factory=dict)  # row sort key -> JSON last written

@@ -242,6 +242,18 @@ async def test_a_text_turn_is_four_dynamodb_requests_with_the_lease(
     assert faults.attempts == {"UpdateItem": 1, "TransactWriteItems": 2, "Query": 1}
 
 
+async def test_a_first_turn_is_two_dynamodb_requests(
+    server: AssistantServer, alice: RequestContext, table: type[TableRecord]
+) -> None:
+    faults = DynamoDBFaults.of(table)
+
+    events = await stream(server, create_thread("Hi"), alice)
+
+    assert of_type(events, "thread.updated")[-1]["thread"]["title"] == "Hi"
+    # The thread with its first message; the answer with the title and the lease given back.
+    assert faults.attempts == {"TransactWriteItems": 2}
+
+
 def deltas(events: list[dict[str, Any]]) -> int:
     return len(of_type(events, "thread.item.updated"))
 
