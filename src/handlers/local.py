@@ -75,6 +75,12 @@ def _serve(options: argparse.Namespace) -> int:
     secret = dev_secret(env, options.secret_file)
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
+    # DynamoDB applies each request atomically; moto's server does only when told to, and
+    # concurrent transactions (two browser tabs) would otherwise fail. A dev-tool import:
+    # scripts/serve puts the repository on the path.
+    from tests.support.atomic_moto import make_moto_dynamodb_atomic
+
+    make_moto_dynamodb_atomic()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=options.moto_port, verbose=False)
     moto.start()
     try:
