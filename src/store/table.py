@@ -44,7 +44,8 @@ SEPARATOR = "#"
 CONNECT_TIMEOUT_SECONDS = 0.5
 READ_TIMEOUT_SECONDS = 2.0
 MAX_ATTEMPTS = 3
-# botocore's standard mode waits up to 2**(n-1) s (random) before retry n.
+# botocore's standard mode waits at most 2**(n-1) s (random) before retry n (that is after
+# throttling; after a timeout DynamoDB's clients wait at most 25 ms * 2**(n-1)).
 MAX_BACKOFF_SECONDS = 20.0
 MAX_ID_LENGTH = 255
 INDEX_NAME = "by_created"
