@@ -49,6 +49,7 @@ from counting import (
     RequestCounter,
     call_chatkit,
     describe,
+    seed_item,
     use_offline_aws,
     user_input,
 )
@@ -122,6 +123,16 @@ class RowSizes:
         self.rows: Counter[str] = Counter()
         dynamodb.meta.events.register("provide-client-params.dynamodb.PutItem", self._params)
         dynamodb.meta.events.register("provide-client-params.dynamodb.UpdateItem", self._params)
+        dynamodb.meta.events.register(
+            "provide-client-params.dynamodb.TransactWriteItems", self._transaction
+        )
+
+    def _transaction(self, params: dict[str, Any], **_: Any) -> None:
+        """Item writes go with a check of their thread row: count the rows written."""
+        for entry in params.get("TransactItems", []):
+            for kind in ("Put", "Update"):
+                if kind in entry:
+                    self._params(entry[kind])
 
     def _params(self, params: dict[str, Any], **_: Any) -> None:
         if not self.active:
@@ -284,7 +295,7 @@ class Bench:
             for index in range(size):
                 created = thread.created_at + timedelta(seconds=index // SAME_TIMESTAMP_RUN)
                 item = make_item(rng, thread.id, index, created, used)
-                self.store._save_item(thread.id, item, RequestContext(user_id=user))
+                seed_item(self.store, thread.id, item, user)
                 if thread is main:
                     main_items.append(item)
         self.sizes.active = False
@@ -521,7 +532,7 @@ class Bench:
                 created_at=thread.created_at + timedelta(seconds=index),
                 content=[AssistantMessageContent(text=text)],
             )
-            self.store._save_item(thread.id, item, ctx)
+            seed_item(self.store, thread.id, item, ctx.user_id)
         self.sizes.active = False
         row_bytes = self.sizes.bytes[f"U#{ctx.user_id}#T#{thread.id}"] // count
         section = f"Large rows in the table ({row_bytes:,} bytes each, not offloaded)"

@@ -52,6 +52,7 @@ from counting import (
     RequestCounter,
     call_chatkit,
     describe,
+    seed_item,
     use_offline_aws,
     user_input,
 )
@@ -257,7 +258,7 @@ class Bench:
                     created_at=created,
                     content=[AssistantMessageContent(text=ASSISTANT_LINES[index // 2 % 3])],
                 )
-            self.store._save_item(thread.id, item, self.ctx)
+            seed_item(self.store, thread.id, item, USER)
         return thread
 
     def restore(self, thread: ThreadMetadata) -> int:

@@ -221,14 +221,7 @@ class AssistantServer(ChatKitServer[RequestContext]):
             ) from None
         turn = _answer_turn(context)
         turn.thread = thread
-        agent_context = TaskAgentContext(
-            thread=thread,
-            store=cast(Store[RequestContext], _TurnStore(self.store, thread.id, history)),
-            request_context=context,
-            tasks=self.tasks,
-            turn_key=_turn_key(input_user_message, history.data),
-            effects=turn.effects,
-        )
+        agent_context = self._agent_context(thread, input_user_message, history, context, turn)
         title = None
         if thread.title is None and input_user_message is not None:
             turn.first_message = _text_of(input_user_message)
@@ -259,6 +252,24 @@ class AssistantServer(ChatKitServer[RequestContext]):
         finally:
             if not run.is_complete:
                 run.cancel()
+
+    def _agent_context(
+        self,
+        thread: ThreadMetadata,
+        message: UserMessageItem | None,
+        history: Page[ThreadItem],
+        context: RequestContext,
+        turn: AnswerTurn,
+    ) -> TaskAgentContext:
+        """The tools' view of the turn: its store, its tasks, what it answers, its effects."""
+        return TaskAgentContext(
+            thread=thread,
+            store=cast(Store[RequestContext], _TurnStore(self.store, thread.id, history)),
+            request_context=context,
+            tasks=self.tasks,
+            turn_key=_turn_key(message, history.data),
+            effects=turn.effects,
+        )
 
     async def _history(
         self, thread: ThreadMetadata, message: UserMessageItem | None, context: RequestContext

@@ -85,27 +85,20 @@ def answer_taken_back(events: list[dict[str, Any]]) -> bool:
 # -- DynamoDB ---------------------------------------------------------------------------------
 
 
-async def test_throttled_answer_save_within_the_retries_is_saved(
-    server: AssistantServer, store: DynamoDBStore, alice: RequestContext, faults: DynamoDBFaults
+@pytest.mark.parametrize("fault", ["throttle", "reset"])
+async def test_an_answer_save_throttled_or_reset_within_the_retries_is_saved(
+    server: AssistantServer,
+    store: DynamoDBStore,
+    alice: RequestContext,
+    faults: DynamoDBFaults,
+    fault: str,
 ) -> None:
     thread_id = await existing_thread(server, alice)
-    faults.throttle("TransactWriteItems", times=2, after=ANSWER_SAVE)
+    getattr(faults, fault)("TransactWriteItems", times=2, after=ANSWER_SAVE)
 
     events = await stream(server, add_message(thread_id, "Again"), alice)
 
     assert of_type(events, "error") == [] and 'you said "Again"' in assistant_text(events)
-    assert await stored_types(store, thread_id, alice) == ["user_message", "assistant_message"] * 2
-
-
-async def test_a_reset_during_the_answer_save_is_retried(
-    server: AssistantServer, store: DynamoDBStore, alice: RequestContext, faults: DynamoDBFaults
-) -> None:
-    thread_id = await existing_thread(server, alice)
-    faults.reset("TransactWriteItems", times=1, after=ANSWER_SAVE)
-
-    events = await stream(server, add_message(thread_id, "Again"), alice)
-
-    assert of_type(events, "error") == []
     assert await stored_types(store, thread_id, alice) == ["user_message", "assistant_message"] * 2
 
 

@@ -24,6 +24,18 @@ def turn_of(context: RequestContext, lease_seconds: float = 60.0) -> RequestCont
     return context.for_turn(Turn(lease_seconds=lease_seconds))
 
 
+async def creating_a_thread(
+    store: DynamoDBStore, context: RequestContext
+) -> tuple[RequestContext, str]:
+    """A turn creating a thread, as `threads.create` does: its id generated, the thread saved."""
+    turn = turn_of(context)
+    assert turn.turn is not None
+    turn.turn.creating = True
+    thread_id = store.generate_thread_id(turn)
+    await store.save_thread(thread(thread_id), turn)
+    return turn, thread_id
+
+
 @pytest.fixture
 async def thread_1(store: DynamoDBStore, alice: RequestContext) -> str:
     await store.save_thread(thread("thr_1", title="Plans"), alice)
@@ -135,13 +147,9 @@ async def test_a_turn_on_a_missing_thread_is_not_found(
 async def test_a_new_thread_is_written_with_its_first_row(
     store: DynamoDBStore, alice: RequestContext, table: type[TableRecord]
 ) -> None:
-    turn = turn_of(alice)
-    assert turn.turn is not None
-    turn.turn.creating = True
-    thread_id = store.generate_thread_id(turn)
     faults = DynamoDBFaults.of(table)
+    turn, thread_id = await creating_a_thread(store, alice)
 
-    await store.save_thread(thread(thread_id), turn)
     assert faults.attempts == {}  # not yet: a thread without a message would be an orphan
     await store.add_thread_item(thread_id, user_message("msg_1", thread_id), turn)
 
@@ -154,11 +162,7 @@ async def test_a_new_thread_is_written_with_its_first_row(
 async def test_a_new_thread_whose_first_write_fails_does_not_exist(
     store: DynamoDBStore, alice: RequestContext, table: type[TableRecord]
 ) -> None:
-    turn = turn_of(alice)
-    assert turn.turn is not None
-    turn.turn.creating = True
-    thread_id = store.generate_thread_id(turn)
-    await store.save_thread(thread(thread_id), turn)
+    turn, thread_id = await creating_a_thread(store, alice)
     DynamoDBFaults.of(table).fail("TransactWriteItems", times=10)
 
     with pytest.raises(StoreUnavailableError):

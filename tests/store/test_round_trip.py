@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageItem,
@@ -55,31 +56,23 @@ def mixed_items(thread_id: str, start: datetime) -> list[ThreadItem]:
     ]
 
 
-async def test_items_with_naive_times_load_equal_to_what_was_saved(
-    store: DynamoDBStore, alice: RequestContext
+@pytest.mark.parametrize(
+    "start",
+    [LOCAL_NOON, BASE_TIME.astimezone(timezone(timedelta(hours=1)))],
+    ids=["naive", "with-an-offset"],
+)
+async def test_items_load_equal_to_what_was_saved_with_their_times_as_given(
+    store: DynamoDBStore, alice: RequestContext, start: datetime
 ) -> None:
-    await store.save_thread(ThreadMetadata(id="thr_1", created_at=LOCAL_NOON), alice)
-    items = mixed_items("thr_1", LOCAL_NOON)
+    await store.save_thread(ThreadMetadata(id="thr_1", created_at=start), alice)
+    items = mixed_items("thr_1", start)
     for item in items:
         await store.add_thread_item("thr_1", item, alice)
 
     loaded = (await store.load_thread_items("thr_1", None, 10, "asc", alice)).data
 
     assert loaded == items
-    assert all(item.created_at.tzinfo is None for item in loaded)
-
-
-async def test_items_with_an_offset_keep_it(store: DynamoDBStore, alice: RequestContext) -> None:
-    paris = BASE_TIME.astimezone(timezone(timedelta(hours=1)))
-    await store.save_thread(ThreadMetadata(id="thr_1", created_at=paris), alice)
-    items = mixed_items("thr_1", paris)
-    for item in items:
-        await store.add_thread_item("thr_1", item, alice)
-
-    loaded = (await store.load_thread_items("thr_1", None, 10, "asc", alice)).data
-
-    assert loaded == items
-    assert [item.created_at.utcoffset() for item in loaded] == [timedelta(hours=1)] * 3
+    assert [item.created_at.utcoffset() for item in loaded] == [start.utcoffset()] * 3
 
 
 async def test_a_thread_with_a_naive_time_and_no_title_loads_as_saved(
