@@ -159,11 +159,12 @@ class AssistantServer(ChatKitServer[RequestContext]):
         finally:
             with anyio.CancelScope(shield=True):
                 turn = context.turn
-                if isinstance(turn, AnswerTurn) and turn.run is not None:
-                    turn.run.cancel()  # a no-op once the run is complete
-                if not ended and isinstance(turn, AnswerTurn) and turn.thread is not None:
-                    # Closed while an event was on its way out: the client left.
-                    await self._keep_what_was_shown(turn.thread, context, [])
+                if isinstance(turn, AnswerTurn):
+                    if turn.run is not None:
+                        turn.run.cancel()  # a no-op once the run is complete
+                    if not ended and turn.held and turn.thread is not None:
+                        # Closed while an answer was on its way out: the client left.
+                        await self._keep_what_was_shown(turn.thread, context, [])
                 await self.store.end_turn(context)
                 await events.aclose()
 
