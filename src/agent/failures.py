@@ -29,6 +29,13 @@ class EmptyAnswerError(RuntimeError):
     """The model's stream ended without any answer."""
 
 
+def not_saved(what: str, error: BaseException) -> tuple[str, bool]:
+    """(message, allow_retry) for `what` ("The answer", "Your message") not saved because of
+    `error`, a store failure."""
+    message, allow_retry = describe_failure(error)
+    return f"{what} could not be saved. {message}", allow_retry
+
+
 def describe_failure(error: BaseException) -> tuple[str, bool]:
     """Return (message for the user, allow_retry) for an error raised while answering:
     the model provider's, the store's, or the server's.
@@ -72,12 +79,12 @@ def describe_failure(error: BaseException) -> tuple[str, bool]:
             )
         case StoreUnavailableError():
             return (
-                f"Storage is unavailable right now, so this was not saved. "
+                "Storage is unavailable right now. "
                 f"Try again in {StoreUnavailableError.retry_after_seconds} seconds or so.",
                 True,
             )
         case ThreadDeletedError():
-            return ("This conversation was deleted, so the answer was not saved.", False)
+            return ("This conversation was deleted.", False)
         case ThreadLeaseLostError() | ThreadBusyError():
             return (BUSY_MESSAGE, True)
         case IncompleteAnswerError():

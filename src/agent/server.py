@@ -41,7 +41,7 @@ from pydantic import BaseModel
 
 from agent.assistant import build_assistant, build_titler
 from agent.converter import AssistantConverter, AttachmentReader
-from agent.failures import BUSY_MESSAGE, describe_failure
+from agent.failures import BUSY_MESSAGE, describe_failure, not_saved
 from agent.offline_model import generate_offline_title
 from agent.providers import Models
 from agent.tasks import TaskAgentContext, handle_task_action
@@ -153,7 +153,8 @@ class AssistantServer(ChatKitServer[RequestContext]):
         except (StoreUnavailableError, ThreadDeletedError, ThreadLeaseLostError) as error:
             if not started:
                 raise
-            message, allow_retry = describe_failure(error)
+            # Outside the answer, what a turn writes is the user's message (and attachments).
+            message, allow_retry = not_saved("Your message", error)
             yield self._event(ErrorEvent(code="custom", message=message, allow_retry=allow_retry))
             ended = True
         finally:
@@ -280,9 +281,13 @@ class AssistantServer(ChatKitServer[RequestContext]):
         turn = context.turn
         if turn is not None and turn.created and message is not None:
             return Page(data=[message], has_more=False)
-        return await self.store.load_thread_items(
-            thread.id, None, self.limits.history_items, "desc", context
-        )
+        try:
+            return await self.store.load_thread_items(
+                thread.id, None, self.limits.history_items, "desc", context
+            )
+        except StoreUnavailableError as error:
+            words, allow_retry = describe_failure(error)
+            raise CustomStreamError(words, allow_retry=allow_retry) from error
 
     async def handle_stream_cancelled(
         self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: RequestContext

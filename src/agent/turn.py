@@ -40,7 +40,7 @@ from chatkit.types import (
     ThreadStreamEvent,
 )
 
-from agent.failures import EmptyAnswerError, describe_failure
+from agent.failures import EmptyAnswerError, describe_failure, not_saved
 from store import (
     DynamoDBStore,
     RequestContext,
@@ -259,10 +259,11 @@ class AnswerStream:
         logger.warning("item %s not saved: %s", item.id, type(error).__name__)
         yield ThreadItemRemovedEvent(item_id=item.id)
         self.turn.sent(ThreadItemRemovedEvent(item_id=item.id))
-        self._fail(error)
+        self._fail(error, saving="The answer")
 
-    def _fail(self, error: BaseException) -> NoReturn:
-        message, allow_retry = describe_failure(error)
+    def _fail(self, error: BaseException, saving: str | None = None) -> NoReturn:
+        """End the turn with an error event; `saving` names what was not saved, if anything."""
+        message, allow_retry = not_saved(saving, error) if saving else describe_failure(error)
         if not isinstance(error, (*SAVE_FAILURES, EmptyAnswerError)):
             logger.warning("answer failed: %s", type(error).__name__, exc_info=error)
         raise CustomStreamError(self.turn.with_effects(message), allow_retry=allow_retry) from error

@@ -112,7 +112,7 @@ async def test_an_answer_that_cannot_be_saved_is_taken_back_and_said(
 
     assert answer_taken_back(events)
     error = of_type(events, "error")[-1]
-    assert "Storage is unavailable" in error["message"] and "not saved" in error["message"]
+    assert error["message"].startswith("The answer could not be saved. Storage is unavailable")
     assert error["allow_retry"] is True
     types = await stored_types(store, thread_id, alice)
     assert types == ["user_message", "assistant_message", "user_message"]
@@ -141,6 +141,24 @@ async def test_a_stalled_answer_save_is_reported_as_storage_not_as_the_model(
     ]
 
 
+async def test_history_that_cannot_be_read_is_a_storage_error_and_keeps_the_message(
+    server: AssistantServer, store: DynamoDBStore, alice: RequestContext, faults: DynamoDBFaults
+) -> None:
+    thread_id = await existing_thread(server, alice)
+    faults.fail("Query", times=3)
+
+    events = await stream(server, add_message(thread_id, "Again"), alice)
+
+    error = of_type(events, "error")[-1]
+    assert error["message"].startswith("Storage is unavailable") and error["allow_retry"] is True
+    assert of_type(events, "thread.item.added") == []
+    assert await stored_types(store, thread_id, alice) == [
+        "user_message",
+        "assistant_message",
+        "user_message",
+    ]
+
+
 async def test_a_first_message_that_cannot_be_saved_leaves_no_thread(
     server: AssistantServer, store: DynamoDBStore, alice: RequestContext, faults: DynamoDBFaults
 ) -> None:
@@ -149,7 +167,7 @@ async def test_a_first_message_that_cannot_be_saved_leaves_no_thread(
     events = await stream(server, create_thread("Hello"), alice)
 
     assert [event["type"] for event in events] == ["thread.created", "error"]
-    assert "Storage is unavailable" in events[-1]["message"]
+    assert events[-1]["message"].startswith("Your message could not be saved. Storage is")
     assert (await store.load_threads(10, None, "desc", alice)).data == []
 
 
