@@ -52,22 +52,23 @@ class ThreadDeletedError(NotFoundError):
 
 
 @contextmanager
-def unavailable_on_aws_errors(service: str = "DynamoDB") -> Iterator[None]:
+def unavailable_on_aws_errors() -> Iterator[None]:
     """Turn the errors that mean "AWS is not answering now" into StoreUnavailableError.
 
     Throttling and 5xx answers that outlived botocore's retries, timeouts and connection
     errors (which PynamoDB wraps with the botocore error as `cause`, and which carry no
-    response) all become StoreUnavailableError; anything else is left as it is.
+    response) all become StoreUnavailableError; anything else is left as it is. DynamoDB is
+    called through PynamoDB, S3 directly through boto3.
     """
     try:
         yield
     except PynamoDBException as error:
         if _unavailable(error.cause):
-            raise StoreUnavailableError(_message(service, error.cause)) from error
+            raise StoreUnavailableError(_message("DynamoDB", error.cause)) from error
         raise
     except (ClientError, BotoCoreError) as error:
         if _unavailable(error):
-            raise StoreUnavailableError(_message(service, error)) from error
+            raise StoreUnavailableError(_message("S3", error)) from error
         raise
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from botocore.retries.standard import ExponentialBackoff
 from chatkit.store import NotFoundError
@@ -188,3 +190,31 @@ def test_calls_are_bounded_to_about_ten_seconds_by_default(aws: None) -> None:
     assert (config.connect_timeout, config.read_timeout) == (0.5, 2.0)
     assert config.retries["total_max_attempts"] == 3
     assert worst_case_seconds() <= 10.5
+
+
+async def test_s3_not_answering_is_store_unavailable_and_no_row_points_at_nothing(
+    store: DynamoDBStore, alice: RequestContext, s3: Any
+) -> None:
+    from botocore.exceptions import ConnectionClosedError
+
+    from tests.store.test_large_items import megabyte_widget
+
+    await store.save_thread(thread("thr_1"), alice)
+
+    def closed(request: Any, **_kwargs: Any) -> None:
+        raise ConnectionClosedError(endpoint_url=request.url)
+
+    s3.meta.events.register_first("before-send.s3.PutObject", closed)
+
+    with pytest.raises(StoreUnavailableError, match="S3 is unavailable"):
+        await store.add_thread_item("thr_1", megabyte_widget("wdg_1", "thr_1"), alice)
+    assert (await store.load_thread_items("thr_1", None, 10, "asc", alice)).data == []
+
+
+def test_s3_calls_are_bounded_too() -> None:
+    from store.uploads import s3_client
+
+    config = s3_client("us-east-1").meta.config
+
+    assert (config.connect_timeout, config.read_timeout) == (1, 5)
+    assert config.retries["total_max_attempts"] == 3
