@@ -7,6 +7,8 @@ that must stay consistent with the thread row go through one TransactWriteItems 
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +25,8 @@ CANCELLED = "TransactionCanceledException"
 CONDITION_FAILED = "ConditionalCheckFailed"
 # Cancellation reasons that mean "try again" rather than "your condition is false".
 RETRYABLE_REASONS = frozenset({"ThrottlingError", "TransactionConflict", "InternalServerError"})
+CONTENDED_ATTEMPTS = 3
+CONTENDED_BACKOFF_SECONDS = 0.05
 
 
 def stored_json(model: BaseModel) -> tuple[str, bool]:
@@ -84,10 +88,32 @@ def transact(
     TransactWriteItems). Cancellation reasons come in the order checks, deletes, writes.
 
     botocore gives each request a ClientRequestToken and keeps it across its retries, so a
-    retry of a request DynamoDB already applied is answered as a success. Raises
+    retry of a request DynamoDB already applied is answered as a success. A transaction
+    cancelled because another request was writing the same rows (or throttled) applied
+    nothing and is tried again, up to CONTENDED_ATTEMPTS times. Raises
     TransactionCancelledError when a condition is false, StoreUnavailableError when DynamoDB
-    is unavailable or the rows are contended.
+    is unavailable or the rows stay contended.
     """
+    for attempt in range(CONTENDED_ATTEMPTS):
+        try:
+            _transact_once(table, checks, writes, deletes or [])
+            return
+        except TransactionCancelledError as cancelled:
+            if not any(reason in RETRYABLE_REASONS for reason in cancelled.reasons):
+                raise
+            if attempt + 1 == CONTENDED_ATTEMPTS:
+                raise StoreUnavailableError(
+                    "DynamoDB is busy with these rows right now; try again shortly"
+                ) from cancelled
+            time.sleep(random.uniform(0, CONTENDED_BACKOFF_SECONDS * 2**attempt))
+
+
+def _transact_once(
+    table: type[TableRecord],
+    checks: list[RowCheck],
+    writes: list[RowWrite],
+    deletes: list[RowCheck],
+) -> None:
     connection = table._get_connection().connection
     try:
         with (
@@ -96,7 +122,7 @@ def transact(
         ):
             for check in checks:
                 transaction.condition_check(table, check.pk, check.sk, condition=check.condition)
-            for doomed in deletes or []:
+            for doomed in deletes:
                 transaction.delete(table(doomed.pk, doomed.sk), condition=doomed.condition)
             for write in writes:
                 row = table(write.pk, write.sk)
@@ -105,10 +131,6 @@ def transact(
         reasons = _cancellation_reasons(error)
         if reasons is None:
             raise
-        if any(reason in RETRYABLE_REASONS for reason in reasons):
-            raise StoreUnavailableError(
-                "DynamoDB is busy with these rows right now; try again shortly"
-            ) from error
         raise TransactionCancelledError(reasons) from error
 
 

@@ -102,6 +102,19 @@ async def test_an_answer_save_throttled_or_reset_within_the_retries_is_saved(
     assert await stored_types(store, thread_id, alice) == ["user_message", "assistant_message"] * 2
 
 
+async def test_an_answer_save_cancelled_by_a_concurrent_write_is_tried_again(
+    server: AssistantServer, store: DynamoDBStore, alice: RequestContext, faults: DynamoDBFaults
+) -> None:
+    thread_id = await existing_thread(server, alice)
+    # Say the thread was renamed while the answer was saved (and its lease given back).
+    faults.conflict(rows=2, times=2, after=ANSWER_SAVE)
+
+    events = await stream(server, add_message(thread_id, "Again"), alice)
+
+    assert of_type(events, "error") == []
+    assert await stored_types(store, thread_id, alice) == ["user_message", "assistant_message"] * 2
+
+
 async def test_an_answer_that_cannot_be_saved_is_taken_back_and_said(
     server: AssistantServer, store: DynamoDBStore, alice: RequestContext, faults: DynamoDBFaults
 ) -> None:

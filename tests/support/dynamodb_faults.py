@@ -7,7 +7,8 @@
   mode sees exactly as it would see DynamoDB's;
 - `reset`: the connection is dropped before an answer (botocore ConnectionClosedError);
 - `stall`: nothing comes back: the call waits the client's read timeout, then times out;
-- `leave_unprocessed`: BatchWriteItem answers 200 without processing anything.
+- `leave_unprocessed`: BatchWriteItem answers 200 without processing anything;
+- `conflict`: TransactWriteItems is cancelled because another request writes the same rows.
 
 A faulted attempt never reaches moto, so nothing it would have written is written. Every
 attempt is counted in `attempts`, faulted or not. `observe` runs a callback before each
@@ -44,9 +45,10 @@ class _RawBody:
         yield self._body
 
 
-def error_answer(status: int, code: str, message: str = "injected") -> Answer:
+def error_answer(status: int, code: str, message: str = "injected", **fields: Any) -> Answer:
     """An answer DynamoDB could give: `status` with the JSON error body of `code`."""
     payload = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}
+    payload.update(fields)
 
     def answer(request: AWSPreparedRequest) -> AWSResponse:
         return _response(request, status, payload)
@@ -126,6 +128,14 @@ class DynamoDBFaults:
             return ReadTimeoutError(endpoint_url=request.url)
 
         self._add(_Rule(operation, times, after, None, timed_out))
+
+    def conflict(self, rows: int, times: int = 1, *, after: int = 0) -> None:
+        """TransactWriteItems of `rows` rows cancelled: another request wrote the last one."""
+        reasons = [{"Code": "None"}] * (rows - 1) + [{"Code": "TransactionConflict"}]
+        answer = error_answer(
+            400, "TransactionCanceledException", "conflict", CancellationReasons=reasons
+        )
+        self._add(_Rule("TransactWriteItems", times, after, answer))
 
     def leave_unprocessed(self, times: int = 1, *, after: int = 0) -> None:
         def unprocessed(request: AWSPreparedRequest) -> AWSResponse:
