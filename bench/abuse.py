@@ -483,7 +483,7 @@ def run_vectors() -> dict[str, Figures | None]:
 
 
 def dictation_vectors(calls: Calls) -> tuple[Figures, Figures]:
-    from tests.agent.fake_openai import fake_openai_server
+    from tests.support.fake_openai import fake_openai_server
 
     with fake_openai_server() as fake:
         server = Server(

@@ -49,6 +49,7 @@ from counting import (
     RequestCounter,
     call_chatkit,
     describe,
+    seed_item,
     use_offline_aws,
     user_input,
 )
@@ -122,6 +123,16 @@ class RowSizes:
         self.rows: Counter[str] = Counter()
         dynamodb.meta.events.register("provide-client-params.dynamodb.PutItem", self._params)
         dynamodb.meta.events.register("provide-client-params.dynamodb.UpdateItem", self._params)
+        dynamodb.meta.events.register(
+            "provide-client-params.dynamodb.TransactWriteItems", self._transaction
+        )
+
+    def _transaction(self, params: dict[str, Any], **_: Any) -> None:
+        """Item writes go with a check of their thread row: count the rows written."""
+        for entry in params.get("TransactItems", []):
+            for kind in ("Put", "Update"):
+                if kind in entry:
+                    self._params(entry[kind])
 
     def _params(self, params: dict[str, Any], **_: Any) -> None:
         if not self.active:
@@ -274,7 +285,7 @@ class Bench:
                 title=f"Conversation {index}",
                 created_at=base + timedelta(minutes=index),
             )
-            self.store._save_thread(thread, user)
+            self.store._save_thread(thread, RequestContext(user_id=user))
             threads.append(thread)
         main, delete_store, delete_chatkit = threads[-3:]
         used: set[str] = set()
@@ -284,7 +295,7 @@ class Bench:
             for index in range(size):
                 created = thread.created_at + timedelta(seconds=index // SAME_TIMESTAMP_RUN)
                 item = make_item(rng, thread.id, index, created, used)
-                self.store._save_item(thread.id, item, user)
+                seed_item(self.store, thread.id, item, user)
                 if thread is main:
                     main_items.append(item)
         self.sizes.active = False
@@ -484,7 +495,7 @@ class Bench:
     async def offloaded_item(self) -> None:
         ctx = RequestContext(user_id="bench-user-offload")
         thread = ThreadMetadata(id="thr_offload", created_at=datetime.now(UTC))
-        self.store._save_thread(thread, ctx.user_id)
+        self.store._save_thread(thread, ctx)
         rng = random.Random(7)
         # Random text barely compresses: ~400 KB compressed, above the 300 KB threshold.
         text = base64.b64encode(rng.randbytes(400_000)).decode()
@@ -508,7 +519,7 @@ class Bench:
         """A page of rows that stay in DynamoDB but are large: one page is several Queries."""
         ctx = RequestContext(user_id="bench-user-large-rows")
         thread = ThreadMetadata(id="thr_largerows", created_at=datetime.now(UTC))
-        self.store._save_thread(thread, ctx.user_id)
+        self.store._save_thread(thread, ctx)
         rng = random.Random(11)
         count = PAGE_LIMIT + 1
         self.sizes.active = True
@@ -521,7 +532,7 @@ class Bench:
                 created_at=thread.created_at + timedelta(seconds=index),
                 content=[AssistantMessageContent(text=text)],
             )
-            self.store._save_item(thread.id, item, ctx.user_id)
+            seed_item(self.store, thread.id, item, ctx.user_id)
         self.sizes.active = False
         row_bytes = self.sizes.bytes[f"U#{ctx.user_id}#T#{thread.id}"] // count
         section = f"Large rows in the table ({row_bytes:,} bytes each, not offloaded)"

@@ -84,6 +84,12 @@ def _serve(options: argparse.Namespace) -> int:
     secret = dev_secret(env, options.secret_file)
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
+    # DynamoDB applies each request atomically; moto's server does only when told to, and
+    # concurrent transactions (two browser tabs) would otherwise fail. A dev-tool import:
+    # scripts/serve puts the repository on the path.
+    from tests.support.atomic_moto import make_moto_dynamodb_atomic
+
+    make_moto_dynamodb_atomic()
     moto = LocalMotoServer(options.moto_port, options.cors_origin)
     moto.start()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from agents import OpenAIChatCompletionsModel
 
 from agent.offline_model import OfflineModel
 from agent.providers import build_models
@@ -38,7 +39,7 @@ def test_a_base_url_means_an_openai_compatible_server_without_transcription() ->
 
     assert settings.provider == "openai-compatible"
     models = build_models(settings)
-    assert type(models.chat).__name__ == "OpenAIChatCompletionsModel"
+    assert isinstance(models.chat, OpenAIChatCompletionsModel)  # Chat Completions, not Responses
     assert models.transcribe is None
 
 

@@ -9,11 +9,37 @@ from agents.exceptions import MaxTurnsExceeded, ModelBehaviorError
 
 from errors import ClientRequestError
 from settings import SecretUnavailableError
-from store import StoreUnavailableError
+from store import (
+    StoreUnavailableError,
+    ThreadBusyError,
+    ThreadDeletedError,
+    ThreadLeaseLostError,
+)
+
+BUSY_MESSAGE = (
+    "An answer is still being written in this conversation. "
+    "Wait for it to finish, then send your message again."
+)
+
+
+class IncompleteAnswerError(RuntimeError):
+    """The model's stream ended before the answer was complete (no finish reason)."""
+
+
+class EmptyAnswerError(RuntimeError):
+    """The model's stream ended without any answer."""
+
+
+def not_saved(what: str, error: BaseException) -> tuple[str, bool]:
+    """(message, allow_retry) for `what` ("The answer", "Your message") not saved because of
+    `error`, a store failure."""
+    message, allow_retry = describe_failure(error)
+    return f"{what} could not be saved. {message}", allow_retry
 
 
 def describe_failure(error: BaseException) -> tuple[str, bool]:
-    """Return (message for the user, allow_retry) for an error raised while answering.
+    """Return (message for the user, allow_retry) for an error raised while answering:
+    the model provider's, the store's, or the server's.
 
     Messages never include provider payloads, keys or stack traces.
     """
@@ -57,6 +83,18 @@ def describe_failure(error: BaseException) -> tuple[str, bool]:
         case ClientRequestError():
             return (error.message, error.allow_retry)
         case StoreUnavailableError():
-            return ("Storage is busy right now. Try again in a moment.", True)
+            return (
+                "Storage is unavailable right now. "
+                f"Try again in {StoreUnavailableError.retry_after_seconds} seconds or so.",
+                True,
+            )
+        case ThreadDeletedError():
+            return ("This conversation was deleted.", False)
+        case ThreadLeaseLostError() | ThreadBusyError():
+            return (BUSY_MESSAGE, True)
+        case IncompleteAnswerError():
+            return ("The model's answer was cut off before it finished. Try again.", True)
+        case EmptyAnswerError():
+            return ("The model returned an empty answer. Try again.", True)
         case _:
             return ("Something went wrong while answering. Try again.", True)

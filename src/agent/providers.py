@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from agents import Model, OpenAIChatCompletionsModel, OpenAIResponsesModel
 from chatkit.types import AudioInput
 from openai import AsyncOpenAI
 
+from agent.failures import EmptyAnswerError, IncompleteAnswerError
 from agent.offline_model import OfflineModel
 from settings import Settings
 
@@ -51,8 +53,8 @@ def build_models(settings: Settings, api_key: ApiKey | None = None) -> Models:
         title = OpenAIResponsesModel(title_name, openai_client=client)
     else:
         # OpenAI-compatible servers (Gemini, Ollama, vLLM...) speak Chat Completions.
-        chat = OpenAIChatCompletionsModel(settings.model, openai_client=client)
-        title = OpenAIChatCompletionsModel(title_name, openai_client=client)
+        chat = FinishedChatCompletionsModel(settings.model, openai_client=client)
+        title = FinishedChatCompletionsModel(title_name, openai_client=client)
     transcribe = _transcriber(client, settings.transcription_model)
     return Models(settings.provider, chat, title, transcribe)
 
@@ -69,3 +71,43 @@ def _transcriber(client: AsyncOpenAI, model: str | None) -> Transcriber | None:
         return result.text
 
     return transcribe
+
+
+class FinishedChatCompletionsModel(OpenAIChatCompletionsModel):
+    """Chat Completions whose streamed answers must end properly: a stream that stops
+    without a finish reason was cut (IncompleteAnswerError), one with no chunk at all said
+    nothing (EmptyAnswerError). The Agents SDK checks this for api.openai.com only."""
+
+    async def _fetch_response(self, *args: Any, **kwargs: Any) -> Any:
+        result = await super()._fetch_response(*args, **kwargs)
+        if kwargs.get("stream") and isinstance(result, tuple):
+            response, stream = result
+            return response, _FinishedStream(stream)
+        return result
+
+
+class _FinishedStream:
+    """The provider's chunk stream, raising at its end if it never gave a finish reason."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.response = getattr(stream, "response", None)  # the SDK reads its request id
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[Any]:
+        chunks, finished = 0, False
+        async for chunk in self._stream:
+            chunks += 1
+            finished = finished or any(choice.finish_reason for choice in chunk.choices or [])
+            yield chunk
+        if chunks == 0:
+            raise EmptyAnswerError("the model's stream ended before its first chunk")
+        if not finished:
+            raise IncompleteAnswerError("the model's stream ended without a finish reason")
+
+    async def aclose(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            await close()

@@ -57,13 +57,13 @@ class RequestChecks:
         self.quota = quota
         self.transcription_provider = transcription_provider
 
-    async def admit(self, body: str | bytes | bytearray, context: RequestContext) -> bytes:
-        """The body to dispatch (duplicate ids removed), once every check passed."""
+    async def admit(self, body: str | bytes | bytearray, context: RequestContext) -> CheckedRequest:
+        """The request to dispatch (duplicate ids removed), once every check passed."""
         request = await checked_request(body, self.limits)
         await self._check_references(request, context)
         if request.type in QUOTA_TYPES:
             await self._take_quota(context)
-        return request.body
+        return request
 
     async def _check_references(self, request: CheckedRequest, context: RequestContext) -> None:
         params = request.params

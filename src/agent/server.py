@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
-from agents import Runner, RunResultStreaming
+from agents import Runner
 from agents.models.fake_id import FAKE_RESPONSES_ID
 from agents.run import RunConfig
 from chatkit.actions import Action
@@ -18,10 +18,6 @@ from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import AttachmentStore, Store
 from chatkit.types import (
-    AssistantMessageContent,
-    AssistantMessageContentPartDone,
-    AssistantMessageContentPartTextDelta,
-    AssistantMessageItem,
     AudioInput,
     ErrorEvent,
     FeedbackKind,
@@ -40,18 +36,28 @@ from chatkit.types import (
     UserMessageTextContent,
     WidgetItem,
 )
+from pydantic import BaseModel
 
 from agent.assistant import build_assistant, build_titler
 from agent.converter import AssistantConverter, AttachmentReader
-from agent.failures import describe_failure
+from agent.failures import BUSY_MESSAGE, describe_failure, not_saved
 from agent.offline_model import generate_offline_title
 from agent.providers import Models
 from agent.request_checks import RequestChecks, TranscriptionUnavailableError
 from agent.tasks import TaskAgentContext, handle_task_action
+from agent.turn import AnswerStream, AnswerTurn
+from agent.utc import with_utc_times
 from agent.widgets import TASK_ACTIONS
 from errors import ClientRequestError, InvalidRequestError, error_event
 from settings import RequestLimits
-from store import DynamoDBStore, RequestContext
+from store import (
+    DynamoDBStore,
+    RequestContext,
+    StoreUnavailableError,
+    ThreadBusyError,
+    ThreadDeletedError,
+    ThreadLeaseLostError,
+)
 from store.quota import TurnQuota
 from store.tasks import TaskStore
 
@@ -111,9 +117,70 @@ class AssistantServer(ChatKitServer[RequestContext]):
         self, request: str | bytes | bytearray, context: RequestContext
     ) -> StreamingResult | NonStreamingResult:
         """The SDK's dispatch, once `RequestChecks` admitted the request: a refused request
-        (ClientRequestError, NotFoundError) has written nothing."""
-        body = await self.checks.admit(request, context)
-        return await super().process(body, context)
+        (ClientRequestError, NotFoundError) has written nothing.
+
+        A streaming request is one turn in its thread: it holds the thread's lease from its
+        first request to its last (see `_in_turn`)."""
+        admitted = await self.checks.admit(request, context)
+        if admitted.type not in STREAMING_REQUESTS:
+            return await super().process(admitted.body, context)
+        thread_id = admitted.params.get("thread_id")
+        turn = AnswerTurn.answering(self.limits.max_turn_seconds)
+        turn.creating = admitted.type == "threads.create"
+        turn_context = context.for_turn(turn)
+        result = await super().process(admitted.body, turn_context)
+        if not isinstance(result, StreamingResult):
+            return result
+        leased = None if turn.creating else thread_id
+        return TurnStreamingResult(self._in_turn(result.json_events, leased, turn_context))
+
+    async def _in_turn(
+        self, events: AsyncGenerator[bytes, None], thread_id: str | None, context: RequestContext
+    ) -> AsyncGenerator[bytes, None]:
+        """The request's events as one turn: the thread's lease is taken first (a thread busy
+        with another turn gets an error event) and given back at the end, whatever happens.
+
+        Storage failing once events have gone out ends the stream with an error event in
+        words; before that, the error reaches the HTTP layer (a 503 or a 404)."""
+        started = ended = False
+        try:
+            if thread_id is not None:
+                try:
+                    await self.store.begin_turn(thread_id, context)
+                except ThreadBusyError:
+                    busy = ErrorEvent(code="custom", message=BUSY_MESSAGE, allow_retry=True)
+                    yield self._event(busy)
+                    ended = True
+                    return
+            async for chunk in events:
+                started = True
+                yield chunk
+            ended = True
+        except (StoreUnavailableError, ThreadDeletedError, ThreadLeaseLostError) as error:
+            if not started:
+                raise
+            # Outside the answer, what a turn writes is the user's message (and attachments).
+            message, allow_retry = not_saved("Your message", error)
+            yield self._event(ErrorEvent(code="custom", message=message, allow_retry=allow_retry))
+            ended = True
+        finally:
+            with anyio.CancelScope(shield=True):
+                turn = context.turn
+                if isinstance(turn, AnswerTurn):
+                    if turn.run is not None:
+                        turn.run.cancel()  # a no-op once the run is complete
+                    if not ended and turn.held and turn.thread is not None:
+                        # Closed while an answer was on its way out: the client left.
+                        await self._keep_what_was_shown(turn.thread, context, [])
+                await self.store.end_turn(context)
+                await events.aclose()
+
+    def _event(self, event: ThreadStreamEvent) -> bytes:
+        return b"data: " + self._serialize(event) + b"\n\n"
+
+    def _serialize(self, obj: BaseModel) -> bytes:
+        """The SDK's serialization, with every created_at in UTC (see agent.utc)."""
+        return super()._serialize(with_utc_times(obj))
 
     def _get_attachment_store(self) -> AttachmentStore[RequestContext]:
         if self.attachment_store is None:
@@ -127,21 +194,17 @@ class AssistantServer(ChatKitServer[RequestContext]):
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
         """Answer with the agent, given the newest `history_items` items of the thread."""
-        history = await self.store.load_thread_items(
-            thread.id, None, self.limits.history_items, "desc", context
-        )
+        history = await self._history(thread, input_user_message, context)
         converter = AssistantConverter(
             self.attachment_reader, context, self.request_limits.max_attachment_bytes_per_turn
         )
         agent_input = await converter.to_agent_input(history.data[::-1])
-        agent_context = TaskAgentContext(
-            thread=thread,
-            store=cast(Store[RequestContext], _TurnStore(self.store, thread.id, history)),
-            request_context=context,
-            tasks=self.tasks,
-        )
+        turn = _answer_turn(context)
+        turn.thread = thread
+        agent_context = self._agent_context(thread, input_user_message, history, context, turn)
         title = None
         if thread.title is None and input_user_message is not None:
+            turn.first_message = _text_of(input_user_message)
             title = asyncio.create_task(self._title_for(input_user_message))
 
         run = Runner.run_streamed(
@@ -151,12 +214,16 @@ class AssistantServer(ChatKitServer[RequestContext]):
             max_turns=self.limits.max_agent_turns,
             run_config=RunConfig(tracing_disabled=True),
         )
+        turn.run = run
         events = _with_real_ids(
             stream_agent_response(agent_context, run),
             lambda: self.store.generate_item_id("message", thread, context),
         )
+        answer = AnswerStream(
+            self.store, thread, context, turn, max_seconds=self.limits.max_turn_seconds, title=title
+        )
         try:
-            async for event in self._bounded(events, run):
+            async for event in answer.events(events, run):
                 yield event
         except BaseException:
             if title is not None:
@@ -165,68 +232,70 @@ class AssistantServer(ChatKitServer[RequestContext]):
         finally:
             if not run.is_complete:
                 run.cancel()
-        if title is not None:
-            # The SDK saves the changed thread and sends thread.updated.
-            thread.title = await title
+
+    def _agent_context(
+        self,
+        thread: ThreadMetadata,
+        message: UserMessageItem | None,
+        history: Page[ThreadItem],
+        context: RequestContext,
+        turn: AnswerTurn,
+    ) -> TaskAgentContext:
+        """The tools' view of the turn: its store, its tasks, what it answers, its effects."""
+        return TaskAgentContext(
+            thread=thread,
+            store=cast(Store[RequestContext], _TurnStore(self.store, thread.id, history)),
+            request_context=context,
+            tasks=self.tasks,
+            turn_key=_turn_key(message, history.data),
+            effects=turn.effects,
+        )
+
+    async def _history(
+        self, thread: ThreadMetadata, message: UserMessageItem | None, context: RequestContext
+    ) -> Page[ThreadItem]:
+        """The newest `history_items` items, newest first. A thread this turn created holds
+        just the message being answered: no need to read it back."""
+        turn = context.turn
+        if turn is not None and turn.created and message is not None:
+            return Page(data=[message], has_more=False)
+        try:
+            return await self.store.load_thread_items(
+                thread.id, None, self.limits.history_items, "desc", context
+            )
+        except StoreUnavailableError as error:
+            words, allow_retry = describe_failure(error)
+            raise CustomStreamError(words, allow_retry=allow_retry) from error
 
     async def handle_stream_cancelled(
         self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: RequestContext
     ) -> None:
-        """Keep the partial answer when the client leaves (the SDK's behaviour), shielded:
-        under Starlette the stream is cancelled by an anyio scope that would otherwise
-        cancel these writes too."""
+        """Keep what the client saw of the answer when it leaves (the SDK's behaviour, with
+        exactly the text that reached the client), and title a new thread from its first
+        message. Shielded: under Starlette the stream is cancelled by an anyio scope that
+        would otherwise cancel these writes too."""
         with anyio.CancelScope(shield=True):
-            await super().handle_stream_cancelled(thread, pending_items, context)
+            await self._keep_what_was_shown(thread, context, pending_items)
 
-    async def _bounded(
-        self, events: AsyncIterator[ThreadStreamEvent], run: RunResultStreaming
-    ) -> AsyncIterator[ThreadStreamEvent]:
-        """Pass the events on until the time limit; end failures and timeouts cleanly.
-
-        On a failure, items still being written are removed and an error event says what
-        happened. On the time limit, the partial answer is kept and the error says so.
-        """
-        pending: dict[str, AssistantMessageItem] = {}
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.max_turn_seconds
-        while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    event = await anext(events)
-            except StopAsyncIteration:
+    async def _keep_what_was_shown(
+        self, thread: ThreadMetadata, context: RequestContext, pending_items: list[ThreadItem]
+    ) -> None:
+        """Once per turn: the partial answer as the client received it, a hidden note that
+        the user stopped the answer (the SDK's), and a title for a new thread."""
+        turn = context.turn
+        if isinstance(turn, AnswerTurn):
+            if turn.kept:
                 return
-            except TimeoutError:
-                if loop.time() < deadline:
-                    raise
-                run.cancel()
-                for item in pending.values():
-                    if any(part.text.strip() for part in item.content):
-                        yield ThreadItemDoneEvent(item=item)
-                    else:
-                        yield ThreadItemRemovedEvent(item_id=item.id)
-                seconds = f"{self.limits.max_turn_seconds:g}"
-                yield ErrorEvent(
-                    code="custom",
-                    message=f"The answer took longer than {seconds} seconds and was stopped.",
-                    allow_retry=True,
-                )
-                return
-            except (CustomStreamError, asyncio.CancelledError):
-                raise
-            except Exception as error:
-                message, allow_retry = describe_failure(error)
-                logger.warning("answer failed: %s", type(error).__name__, exc_info=error)
-                for item_id in pending:
-                    yield ThreadItemRemovedEvent(item_id=item_id)
-                raise CustomStreamError(message, allow_retry=allow_retry) from error
-            _track(pending, event)
-            yield event
+            turn.kept = True
+            pending_items = list(turn.partial_answers())
+            if thread.title is None and turn.first_message:
+                thread.title = generate_offline_title(turn.first_message)
+                await self.store.save_thread(thread, context)
+        await super().handle_stream_cancelled(thread, pending_items, context)
 
     async def _title_for(self, message: UserMessageItem) -> str:
         """A short title: from the title model if there is one, else the first message cut short."""
-        text = " ".join(
-            part.text for part in message.content if isinstance(part, UserMessageTextContent)
-        )
+        text = _text_of(message)
         fallback = generate_offline_title(text)
         if self.titler is None or not text.strip():
             return fallback
@@ -319,6 +388,14 @@ class AssistantServer(ChatKitServer[RequestContext]):
         return SyncCustomActionResponse(updated_item=updated)
 
 
+class TurnStreamingResult(StreamingResult):
+    """A turn's stream, iterated as itself: closing the iterator closes the turn at once
+    (the SDK's StreamingResult wraps its stream in another generator that nobody closes)."""
+
+    def __aiter__(self) -> AsyncGenerator[bytes, None]:
+        return self.json_events
+
+
 class _TurnStore:
     """The store, except that the SDK's look at the newest items when a turn starts is
     answered from the history `respond` just loaded (one Query fewer per turn)."""
@@ -348,30 +425,6 @@ class _TurnStore:
         return await self._store.load_thread_items(thread_id, after, limit, order, context)
 
 
-def _track(pending: dict[str, AssistantMessageItem], event: ThreadStreamEvent) -> None:
-    """Follow assistant messages still being written, to finish or remove them on failure."""
-    match event:
-        case ThreadItemAddedEvent(item=AssistantMessageItem() as item):
-            pending[item.id] = item.model_copy(deep=True)
-        case ThreadItemUpdatedEvent(item_id=item_id, update=update) if item_id in pending:
-            content = pending[item_id].content
-            if isinstance(
-                update, AssistantMessageContentPartTextDelta | AssistantMessageContentPartDone
-            ):
-                while len(content) <= update.content_index:
-                    content.append(AssistantMessageContent(text=""))
-            if isinstance(update, AssistantMessageContentPartTextDelta):
-                content[update.content_index].text += update.delta
-            elif isinstance(update, AssistantMessageContentPartDone):
-                content[update.content_index] = update.content
-        case ThreadItemDoneEvent(item=item) | ThreadItemReplacedEvent(item=item):
-            pending.pop(item.id, None)
-        case ThreadItemRemovedEvent(item_id=item_id):
-            pending.pop(item_id, None)
-        case _:
-            pass
-
-
 async def _with_real_ids(
     events: AsyncIterator[ThreadStreamEvent], new_id: Callable[[], str]
 ) -> AsyncIterator[ThreadStreamEvent]:
@@ -399,3 +452,35 @@ async def _with_real_ids(
             case _:
                 pass
         yield event
+
+
+STREAMING_REQUESTS = frozenset(
+    {
+        "threads.create",
+        "threads.add_user_message",
+        "threads.add_client_tool_output",
+        "threads.add_structured_input",
+        "threads.retry_after_item",
+        "threads.custom_action",
+    }
+)
+
+
+def _answer_turn(context: RequestContext) -> AnswerTurn:
+    """The request's turn; a context made without one (a direct call) gets a fresh one."""
+    if isinstance(context.turn, AnswerTurn):
+        return context.turn
+    return AnswerTurn.answering(60.0)
+
+
+def _turn_key(message: UserMessageItem | None, history: list[ThreadItem]) -> str | None:
+    """What a turn answers: its user message (a retry answers the same one again)."""
+    if message is not None:
+        return message.id
+    return next((item.id for item in history if isinstance(item, UserMessageItem)), None)
+
+
+def _text_of(message: UserMessageItem) -> str:
+    return " ".join(
+        part.text for part in message.content if isinstance(part, UserMessageTextContent)
+    )

@@ -6,6 +6,7 @@ task list widget, whose button actions the server passes to `handle_task_action`
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -23,7 +24,7 @@ from chatkit.types import (
     ThreadStreamEvent,
     WidgetItem,
 )
-from pydantic import SkipValidation
+from pydantic import Field, SkipValidation
 
 from agent.widgets import (
     COMPLETE_ACTION,
@@ -65,9 +66,26 @@ you will find what they did in hidden context."""
 
 
 class TaskAgentContext(AgentContext[RequestContext]):
-    """chatkit's agent context for one turn, plus the store of the user's tasks."""
+    """chatkit's agent context for one turn, plus the store of the user's tasks.
+
+    `turn_key` names what the turn answers (its user message): a tool changes a task at most
+    once per turn key, so a retry of the same message does not repeat it. `effects` collects
+    what the tools changed, in words, for an error message to say truthfully.
+    """
 
     tasks: Annotated[TaskStore, SkipValidation]
+    turn_key: str | None = None
+    effects: Annotated[list[str], SkipValidation] = Field(default_factory=list)
+    calls: Annotated[Counter[str], SkipValidation] = Field(default_factory=Counter)
+
+    def once_key(self, tool: str, argument: str) -> str | None:
+        """The key of this call: the turn, the tool, its argument, and which identical call of
+        the turn it is (a deliberate second identical call is a second change)."""
+        if self.turn_key is None:
+            return None
+        call = f"{tool}:{argument.strip().casefold()}"
+        self.calls[call] += 1
+        return f"{self.turn_key}:{call}:{self.calls[call]}"
 
 
 @function_tool
@@ -77,10 +95,21 @@ async def add_task(ctx: RunContextWrapper[TaskAgentContext], title: str) -> str:
     Args:
         title: What the task is, in a few words (1-200 characters).
     """
+    agent = ctx.context
+    key = agent.once_key("add_task", title)
     try:
-        task = await ctx.context.tasks.add(title, ctx.context.request_context)
+        if key is None:
+            task, repeated = await agent.tasks.add(title, agent.request_context), False
+        else:
+            task, repeated = await agent.tasks.add_once(title, key, agent.request_context)
     except ValueError as error:
         return f"Task not added: {error}."
+    if repeated:
+        return (
+            f"Task #{task.number}: {task.title} was already added by an earlier attempt at "
+            "this message; it was not added again."
+        )
+    agent.effects.append(f"added task #{task.number} “{task.title}”")
     return f"Added task #{task.number}: {task.title}"
 
 
@@ -103,6 +132,8 @@ async def complete_task(ctx: RunContextWrapper[TaskAgentContext], number: int) -
         task = await ctx.context.tasks.complete(number, ctx.context.request_context)
     except NotFoundError:
         return f"Task {number} does not exist"
+    # Completing is idempotent: a retry finds it done and says the same.
+    ctx.context.effects.append(f"completed task #{task.number} “{task.title}”")
     return f"Completed task #{task.number}: {task.title}"
 
 
@@ -113,10 +144,21 @@ async def delete_task(ctx: RunContextWrapper[TaskAgentContext], number: int) -> 
     Args:
         number: The task's number (shown as "#n" in the list).
     """
+    agent = ctx.context
+    key = agent.once_key("delete_task", str(number))
     try:
-        task = await ctx.context.tasks.delete(number, ctx.context.request_context)
+        if key is None:
+            task, repeated = await agent.tasks.delete(number, agent.request_context), False
+        else:
+            task, repeated = await agent.tasks.delete_once(number, key, agent.request_context)
     except NotFoundError:
         return f"Task {number} does not exist"
+    if repeated:
+        return (
+            f"Task #{task.number}: {task.title} was already deleted by an earlier attempt at "
+            "this message."
+        )
+    agent.effects.append(f"deleted task #{task.number} “{task.title}”")
     return f"Deleted task #{task.number}: {task.title}"
 
 

@@ -10,7 +10,6 @@ the logs only.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -141,7 +140,7 @@ def create_app(
             log.finish()
             return response
         deadline = log.started + max_turn_seconds + SEND_GRACE_SECONDS
-        return TurnResponse(_Turn(first, events, log), deadline)
+        return TurnResponse(_stream(first, events, log), log, deadline)
 
     return Starlette(
         routes=[
@@ -149,6 +148,22 @@ def create_app(
             Route("/chatkit", chatkit, methods=["POST"]),
         ]
     )
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A StreamingResponse that closes its body however the response ends.
+
+    Starlette leaves the body iterator suspended when the client leaves while a chunk is
+    being sent; it would then only be closed by garbage collection, and the turn behind it
+    (its lease, the partial answer to keep, the model run) would wait until then.
+    """
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _close(self.body_iterator)
 
 
 def unauthorized(error: AuthError) -> JSONResponse:
@@ -247,51 +262,20 @@ def _describe(body: bytes) -> tuple[str, str | None]:
     )
 
 
-class _Turn:
-    """A streamed answer, run in its own task from the first event on: the turn goes on (and
-    is saved) at its own pace, whatever the client reads; the events wait in a queue."""
-
-    def __init__(self, first: bytes | None, events: AsyncIterator[bytes], log: RequestLog) -> None:
-        self.log = log
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._task = asyncio.create_task(self._produce(first, events))
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while (chunk := await self._queue.get()) is not None:
-            yield chunk
-
-    async def stop(self) -> None:
-        """Stop the turn if it still runs (ChatKit keeps the partial answer), then log it."""
-        with anyio.CancelScope(shield=True):
-            if not self._task.done():
-                self._task.cancel()
-                await asyncio.wait([self._task], timeout=STOP_SECONDS)
-            self.log.finish()
-
-    async def _produce(self, first: bytes | None, events: AsyncIterator[bytes]) -> None:
-        try:
-            if first is None:
-                return
-            self._queue.put_nowait(first)
-            async for event in events:
-                if event.startswith(b'data: {"type":"error"'):
-                    self.log.error = "error_event"
-                self._queue.put_nowait(event)
-        except Exception as error:
-            self.log.error = type(error).__name__
-            logger.exception("stream failed", exc_info=error)
-            self._queue.put_nowait(_sse(error_event(error).model_dump_json().encode()))
-        finally:
-            self._queue.put_nowait(None)
-
-
 class TurnResponse(StreamingResponse):
-    """The SSE response of a turn, bounded as a whole: at `deadline` (perf_counter time) it
-    ends, sent or not, so a client that stops reading cannot hold the function."""
+    """The SSE response of a turn, bounded as a whole and closed however it ends.
 
-    def __init__(self, turn: _Turn, deadline: float) -> None:
-        super().__init__(turn.chunks(), media_type="text/event-stream", headers=SSE_HEADERS)
-        self.turn = turn
+    The turn is driven by the client's reading: an event counts as shown once it has been
+    handed to the server, so the partial answer a turn keeps is what its client received.
+    At `deadline` (perf_counter time) the response ends, sent or not, so a client that stops
+    reading cannot hold the function. Starlette would leave the body suspended when the client
+    leaves mid-send (closed only by garbage collection, with the turn's lease, its partial
+    answer and its model run waiting): the body is closed here instead.
+    """
+
+    def __init__(self, body: AsyncIterator[bytes], log: RequestLog, deadline: float) -> None:
+        super().__init__(body, media_type="text/event-stream", headers=SSE_HEADERS)
+        self.log = log
         self.deadline = deadline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -301,13 +285,14 @@ class TurnResponse(StreamingResponse):
             if limit.cancelled_caught:
                 await self._end_late(send)
         finally:
-            await self.turn.stop()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_SECONDS):
+                await _close(self.body_iterator)
 
     async def _end_late(self, send: Send) -> None:
-        self.turn.log.error = "response_time_limit"
+        self.log.error = "response_time_limit"
         logger.warning(
             "response time limit reached",
-            extra={"request_id": self.turn.log.request_id, "thread_id": self.turn.log.thread_id},
+            extra={"request_id": self.log.request_id, "thread_id": self.log.thread_id},
         )
         notice = ErrorEvent(
             code="custom",
@@ -345,3 +330,31 @@ class _ClientErrorFilter(logging.Filter):
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True
+
+
+async def _stream(
+    first: bytes | None, events: AsyncIterator[bytes], log: RequestLog
+) -> AsyncIterator[bytes]:
+    """The events as they come; a failure after the first byte becomes an `error` event."""
+    try:
+        if first is None:
+            return
+        yield first
+        async for event in events:
+            if event.startswith(b'data: {"type":"error"'):
+                log.error = "error_event"
+            yield event
+    except Exception as error:
+        log.error = type(error).__name__
+        logger.exception("stream failed", exc_info=error)
+        yield _sse(error_event(error).model_dump_json().encode())
+    finally:
+        log.finish()
+        await _close(events)
+
+
+async def _close(iterator: object) -> None:
+    """Close an async generator left part way (a no-op for other iterables)."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -2,10 +2,17 @@
 
 from store.context import RequestContext
 from store.dynamodb_store import DynamoDBStore
-from store.errors import InvalidIdError, StoreUnavailableError
+from store.errors import (
+    InvalidIdError,
+    StoreUnavailableError,
+    ThreadBusyError,
+    ThreadDeletedError,
+    ThreadLeaseLostError,
+)
 from store.payloads import PayloadBucket
 from store.table import TableRecord, bind_table, create_table, table_schema
 from store.tasks import TaskRecord, TaskStore
+from store.turns import Turn
 
 __all__ = [
     "DynamoDBStore",
@@ -16,6 +23,10 @@ __all__ = [
     "TableRecord",
     "TaskRecord",
     "TaskStore",
+    "ThreadBusyError",
+    "ThreadDeletedError",
+    "ThreadLeaseLostError",
+    "Turn",
     "bind_table",
     "create_table",
     "table_schema",

@@ -17,7 +17,7 @@ from chatkit.types import (
 
 from errors import InvalidRequestError
 from store.context import RequestContext
-from store.dynamodb_store import DynamoDBStore
+from store.dynamodb_store import ID_PREFIXES, DynamoDBStore, random_id
 from store.uploads import UploadBucket, upload_key
 
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -89,6 +89,12 @@ class S3AttachmentStore(AttachmentStore[RequestContext]):
             upload_descriptor=descriptor,
             metadata=metadata,
         )
+
+    def generate_attachment_id(self, mime_type: str, context: RequestContext) -> str:
+        """A new attachment id (128 random bits); its record is created only if it is new."""
+        attachment_id = random_id(ID_PREFIXES["attachment"])
+        context.new_ids.add(attachment_id)
+        return attachment_id
 
     async def delete_attachment(self, attachment_id: str, context: RequestContext) -> None:
         """Delete the uploaded object; NotFoundError if the caller has no such attachment."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from store.errors import InvalidIdError
+from store.turns import Turn
 
 MAX_USER_ID_LENGTH = 256
 
@@ -13,12 +14,23 @@ MAX_USER_ID_LENGTH = 256
 class RequestContext:
     """Who is asking. `user_id` comes from the verified token only, never from request data.
 
+    `new_ids` are the ids generated for this request whose rows are not written yet: the
+    store creates those rows only if they do not exist. `turn` is set on the context of a
+    request that answers in a thread (see `for_turn`): the store then takes, checks and
+    gives back that thread's lease.
+
     Raises InvalidIdError when the user id is empty, too long or contains the key separator.
     """
 
     user_id: str
     request_id: str | None = None
+    turn: Turn | None = field(default=None, compare=False, repr=False)
+    new_ids: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.user_id or len(self.user_id) > MAX_USER_ID_LENGTH or "#" in self.user_id:
             raise InvalidIdError("user id must be 1-256 characters without '#'")
+
+    def for_turn(self, turn: Turn) -> RequestContext:
+        """A copy of this context for one turn (the caller's context is left as it is)."""
+        return replace(self, turn=turn, new_ids=set())

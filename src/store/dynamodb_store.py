@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 import random
+import secrets
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
-from botocore.exceptions import ClientError
-from chatkit.store import NotFoundError, Store
+from chatkit.store import NotFoundError, Store, StoreItemType
 from chatkit.types import Attachment, Page, Thread, ThreadItem, ThreadMetadata, UserMessageItem
 from pydantic import TypeAdapter
-from pynamodb.exceptions import PynamoDBException, UpdateError
+from pynamodb.exceptions import UpdateError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
 
 from store import table as keys
+from store import thread_rows
 from store.context import RequestContext
-from store.errors import StoreUnavailableError
+from store.errors import (
+    StoreUnavailableError,
+    ThreadDeletedError,
+    ThreadLeaseLostError,
+    aws_error_code,
+    unavailable_on_aws_errors,
+)
 from store.payloads import (
     CODEC_S3_ZLIB_JSON,
     CODEC_ZLIB_JSON,
@@ -30,24 +39,43 @@ from store.payloads import (
     decompress,
     payload_key,
 )
+from store.rows import (
+    RowCheck,
+    RowWrite,
+    TransactionCancelledError,
+    naive_again,
+    stored_json,
+    transact,
+)
 from store.table import TableRecord
+from store.turns import Turn
 from store.uploads import UploadBucket, upload_key
 
 T = TypeVar("T")
 
+logger = logging.getLogger(__name__)
+
 THREAD_ITEM = TypeAdapter[ThreadItem](ThreadItem)
 ATTACHMENT = TypeAdapter[Attachment](Attachment)
 
-THROTTLING_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "SlowDown",
-    }
-)
 MAX_BATCH_WRITE = 25
 MAX_PAGE_SIZE = 200
+CONDITION_FAILED = "ConditionalCheckFailedException"
+# The SDK's id prefixes; the random part is ours: 128 bits instead of 32.
+ID_PREFIXES: dict[str, str] = {
+    "thread": "thr",
+    "message": "msg",
+    "tool_call": "tc",
+    "task": "tsk",
+    "workflow": "wf",
+    "attachment": "atc",
+    "sdk_hidden_context": "shcx",
+}
+
+
+def random_id(prefix: str) -> str:
+    """`{prefix}_` and 128 random bits in hex: collisions are not a concern at any scale."""
+    return f"{prefix}_{secrets.token_hex(16)}"
 
 
 @dataclass
@@ -67,31 +95,14 @@ class Feedback:
     at: datetime
 
 
-@contextmanager
-def _unavailable_when_throttled() -> Iterator[None]:
-    """Turn a throttling error that outlived botocore's retries into StoreUnavailableError."""
-    try:
-        yield
-    except PynamoDBException as error:
-        if error.cause_response_code in THROTTLING_CODES:
-            raise StoreUnavailableError(
-                "DynamoDB is throttling requests and retries are exhausted; try again shortly"
-            ) from error
-        raise
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in THROTTLING_CODES:
-            raise StoreUnavailableError(
-                "S3 is throttling requests and retries are exhausted; try again shortly"
-            ) from error
-        raise
-
-
 class DynamoDBStore(Store[RequestContext]):
     """Threads, items and attachment records of every user in one DynamoDB table.
 
-    Every key embeds `context.user_id`; another user's object is never found.
-    Reads that follow a write use consistent reads. Calls run in a worker thread
-    so the event loop keeps streaming tokens while DynamoDB answers.
+    Every key embeds `context.user_id`; another user's object is never found. Reads that
+    follow a write use consistent reads. Writes never bring back a deleted thread, and a
+    request that answers in a thread (`context.turn`) holds the thread's lease while it
+    writes. Calls run in a worker thread so the event loop keeps streaming tokens while
+    DynamoDB answers; StoreUnavailableError means DynamoDB or S3 did not answer in time.
     """
 
     def __init__(
@@ -115,15 +126,95 @@ class DynamoDBStore(Store[RequestContext]):
         self.backoff_cap_seconds = backoff_cap_seconds
         self._sleep = sleep
 
+    # -- ids -----------------------------------------------------------------------------
+
+    def generate_thread_id(self, context: RequestContext) -> str:
+        """A new thread id (128 random bits); a turn creating a thread learns its id here."""
+        thread_id = random_id(ID_PREFIXES["thread"])
+        turn = context.turn
+        if turn is not None and turn.creating and turn.thread_id is None:
+            turn.thread_id = thread_id
+        return thread_id
+
+    def generate_item_id(
+        self, item_type: StoreItemType, thread: ThreadMetadata, context: RequestContext
+    ) -> str:
+        """A new item id (128 random bits); its row is created only if it does not exist."""
+        item_id = random_id(ID_PREFIXES.get(item_type, item_type))
+        context.new_ids.add(item_id)
+        return item_id
+
+    # -- turns ---------------------------------------------------------------------------
+
+    async def begin_turn(self, thread_id: str, context: RequestContext) -> ThreadMetadata:
+        """Take the thread's lease for `context.turn` and return the thread (one UpdateItem).
+
+        The SDK's next `load_thread` of this thread is answered from it. Raises NotFoundError
+        when the caller has no such thread, ThreadBusyError when another turn answers in it.
+        """
+        turn = _turn_of(context)
+        row = await self._run(
+            thread_rows.take_lease, self.table, context.user_id, thread_id, turn, context=context
+        )
+        turn.thread_id, turn.held = thread_id, True
+        turn.loaded_thread = self._thread_of(row)
+        return turn.loaded_thread.model_copy(deep=True)
+
+    async def finish_turn(
+        self,
+        thread: ThreadMetadata | None,
+        item: ThreadItem | None,
+        context: RequestContext,
+    ) -> None:
+        """The turn's last write: `item` and the changed `thread` (either may be None) saved
+        and the lease given back, in one request.
+
+        Raises ThreadDeletedError or ThreadLeaseLostError (nothing written) when the turn no
+        longer owns a live thread, StoreUnavailableError when DynamoDB does not answer.
+        """
+        turn = _turn_of(context)
+        if turn.thread_id is None or not turn.held:
+            return
+        if item is None and thread is None:
+            await self.end_turn(context)
+            return
+        await self._run_item_write(
+            self._finish_turn, turn.thread_id, item, thread, context, context=context, item=item
+        )
+
+    async def end_turn(self, context: RequestContext) -> None:
+        """Give the thread's lease back if the turn still holds it (a no-op otherwise).
+
+        A DynamoDB that does not answer is logged, not raised: the lease expires by itself.
+        """
+        turn = context.turn
+        if turn is None or turn.thread_id is None or not turn.held:
+            return
+        turn.held = False
+        try:
+            await self._run(
+                thread_rows.release_lease, self.table, context.user_id, turn.thread_id, turn
+            )
+        except StoreUnavailableError:
+            logger.warning("thread lease not released; it expires in %ss", turn.lease_seconds)
+
     # -- threads -------------------------------------------------------------------------
 
     async def load_thread(self, thread_id: str, context: RequestContext) -> ThreadMetadata:
         """Return the thread's metadata; NotFoundError if the caller has no such thread."""
+        turn = context.turn
+        if turn is not None and turn.loaded_thread is not None and turn.thread_id == thread_id:
+            loaded, turn.loaded_thread = turn.loaded_thread, None
+            return loaded
         return await self._run(self._load_thread, thread_id, context.user_id)
 
     async def save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
-        """Upsert the thread's metadata (a `Thread`'s items are not part of it)."""
-        await self._run(self._save_thread, thread, context.user_id)
+        """Upsert the thread's metadata (a `Thread`'s items are not part of it).
+
+        A deleted thread is never written again (ThreadDeletedError). A thread a turn is
+        creating is written with its first row.
+        """
+        await self._run(self._save_thread, thread, context, context=context)
 
     async def load_threads(
         self, limit: int, after: str | None, order: str, context: RequestContext
@@ -137,7 +228,8 @@ class DynamoDBStore(Store[RequestContext]):
     async def delete_thread(self, thread_id: str, context: RequestContext) -> None:
         """Delete the thread, its items and their S3 payloads; NotFoundError if there was no thread.
 
-        Items go first, the thread row last, so a call interrupted half way can be repeated.
+        The thread row becomes a tombstone first, so no write brings the thread back and it
+        is no longer listed; items go next. A call interrupted half way can be repeated.
         """
         await self._run(self._delete_thread, thread_id, context.user_id)
 
@@ -162,12 +254,17 @@ class DynamoDBStore(Store[RequestContext]):
     async def add_thread_item(
         self, thread_id: str, item: ThreadItem, context: RequestContext
     ) -> None:
-        """Upsert the item (the SDK may add the same id twice)."""
-        await self._run(self._save_item, thread_id, item, context.user_id)
+        """Upsert the item (the SDK may add the same id twice); ThreadDeletedError if the
+        thread is gone: an item never outlives its thread."""
+        await self._run_item_write(
+            self._save_item, thread_id, item, context, context=context, item=item
+        )
 
     async def save_item(self, thread_id: str, item: ThreadItem, context: RequestContext) -> None:
-        """Upsert the item by id."""
-        await self._run(self._save_item, thread_id, item, context.user_id)
+        """Upsert the item by id; ThreadDeletedError if the thread is gone."""
+        await self._run_item_write(
+            self._save_item, thread_id, item, context, context=context, item=item
+        )
 
     async def load_item(self, thread_id: str, item_id: str, context: RequestContext) -> ThreadItem:
         """Return the item; NotFoundError if the caller's thread has no such item."""
@@ -176,7 +273,13 @@ class DynamoDBStore(Store[RequestContext]):
     async def delete_thread_item(
         self, thread_id: str, item_id: str, context: RequestContext
     ) -> None:
-        """Delete the item and its S3 payload, if any (deleting a missing item is a no-op)."""
+        """Delete the item and its S3 payload, if any (deleting a missing item is a no-op).
+
+        An item this turn generated but never stored is not looked for.
+        """
+        turn = context.turn
+        if item_id in context.new_ids or (turn is not None and item_id in turn.unsaved):
+            return
         await self._run(self._delete_item, thread_id, item_id, context.user_id)
 
     async def save_feedback(
@@ -198,8 +301,12 @@ class DynamoDBStore(Store[RequestContext]):
     # -- attachments ---------------------------------------------------------------------
 
     async def save_attachment(self, attachment: Attachment, context: RequestContext) -> None:
-        """Upsert the attachment record."""
-        await self._run(self._save_attachment, attachment, context.user_id)
+        """Upsert the attachment record (created only if new when it carries its upload URL).
+
+        Sent in a thread, it is also referenced from the thread (ThreadDeletedError if the
+        thread is gone), so deleting the thread deletes it.
+        """
+        await self._run(self._save_attachment, attachment, context, context=context)
 
     async def load_attachment(self, attachment_id: str, context: RequestContext) -> Attachment:
         """Return the attachment record; NotFoundError if the caller has none with this id."""
@@ -211,31 +318,63 @@ class DynamoDBStore(Store[RequestContext]):
 
     # -- synchronous implementation (runs in a worker thread) ----------------------------
 
-    async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(partial(self._guarded, function, *args))
+    async def _run(
+        self, function: Callable[..., T], *args: Any, context: RequestContext | None = None
+    ) -> T:
+        try:
+            return await anyio.to_thread.run_sync(partial(_guarded, function, *args))
+        except StoreUnavailableError:
+            if context is not None and context.turn is not None:
+                context.turn.store_unavailable = True
+            raise
 
-    @staticmethod
-    def _guarded(function: Callable[..., T], *args: Any) -> T:
-        with _unavailable_when_throttled():
-            return function(*args)
+    async def _run_item_write(
+        self,
+        function: Callable[..., None],
+        *args: Any,
+        context: RequestContext,
+        item: ThreadItem | None,
+    ) -> None:
+        """Run an item write; a failed one is remembered, so deleting the item sends nothing."""
+        try:
+            await self._run(function, *args, context=context)
+        except (StoreUnavailableError, NotFoundError, ThreadLeaseLostError):
+            if context.turn is not None and item is not None:
+                context.turn.unsaved.add(item.id)
+            raise
 
     def _load_thread(self, thread_id: str, user_id: str) -> ThreadMetadata:
         row = self._get(keys.user_pk(user_id), keys.thread_sk(thread_id))
-        if row is None:
+        if row is None or not thread_rows.is_live(row):
             raise NotFoundError(f"Thread {thread_id} not found")
-        return ThreadMetadata.model_validate_json(self._read_body(row))
+        return self._thread_of(row)
 
-    def _save_thread(self, thread: ThreadMetadata, user_id: str) -> None:
-        fields = thread.model_dump(exclude={"items"} if isinstance(thread, Thread) else None)
-        metadata = ThreadMetadata.model_validate(fields)
-        metadata.created_at = keys.as_utc(metadata.created_at)
-        self._put(
-            keys.user_pk(user_id),
-            keys.thread_sk(metadata.id),
-            kind="thread",
-            json_text=metadata.model_dump_json(),
-            lsi1sk=keys.created_sort_key(metadata.created_at, metadata.id),
+    def _save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
+        metadata = _metadata_of(thread)
+        turn = context.turn
+        if turn is not None and turn.creating and turn.thread_id == metadata.id:
+            turn.pending_thread = metadata  # written with the thread's first row
+            return
+        pk, sk = keys.user_pk(context.user_id), keys.thread_sk(metadata.id)
+        json_text, _ = stored_json(metadata)
+        ours = turn is not None and turn.thread_id == metadata.id
+        if ours and turn is not None and turn.written.get(sk) == json_text:
+            return  # the turn wrote exactly this already
+        condition = (
+            thread_rows.held_by(self.table, turn)
+            if ours and turn is not None and turn.held
+            else self.table.pk.does_not_exist() | thread_rows.live(self.table)
         )
+        try:
+            self.table._get_connection().update_item(
+                pk, range_key=sk, actions=self._thread_actions(metadata), condition=condition
+            )
+        except UpdateError as error:
+            if aws_error_code(error) != CONDITION_FAILED:
+                raise
+            raise self._thread_gone(context.user_id, metadata.id) from None
+        if turn is not None and turn.thread_id == metadata.id:
+            turn.written[sk] = json_text
 
     def _load_threads(
         self, limit: int, after: str | None, order: str, user_id: str
@@ -245,10 +384,12 @@ class DynamoDBStore(Store[RequestContext]):
         if after is not None:
             cursor = self._sort_key_of(pk, keys.thread_sk(after), f"Thread {after} not found")
         rows, has_more = self._query_page(pk, cursor, limit, order)
-        threads = [ThreadMetadata.model_validate_json(self._read_body(row)) for row in rows]
+        threads = [self._thread_of(row) for row in rows]
         return Page(data=threads, has_more=has_more, after=threads[-1].id if has_more else None)
 
     def _delete_thread(self, thread_id: str, user_id: str) -> None:
+        if not thread_rows.mark_deleted(self.table, user_id, thread_id):
+            raise NotFoundError(f"Thread {thread_id} not found")
         pk = keys.items_pk(user_id, thread_id)
         batch = _DeleteBatch()
         # Only keys and S3 pointers are needed to delete; DynamoDB pages them by 1 MB.
@@ -270,9 +411,6 @@ class DynamoDBStore(Store[RequestContext]):
                 batch.upload_keys.append(row.upload_key)
         if batch.rows:
             self._delete_rows(batch)
-        old = self._delete(keys.user_pk(user_id), keys.thread_sk(thread_id))
-        if old is None:
-            raise NotFoundError(f"Thread {thread_id} not found")
 
     def _load_thread_items(
         self, thread_id: str, after: str | None, limit: int, order: str, user_id: str
@@ -282,25 +420,155 @@ class DynamoDBStore(Store[RequestContext]):
         if after is not None:
             cursor = self._sort_key_of(pk, keys.item_sk(after), f"Item {after} not found")
         rows, has_more = self._query_page(pk, cursor, limit, order)
-        items = [self._fresh_item(THREAD_ITEM.validate_json(self._read_body(row))) for row in rows]
+        items = [self._item_of(row) for row in rows]
         return Page(data=items, has_more=has_more, after=items[-1].id if has_more else None)
 
-    def _save_item(self, thread_id: str, item: ThreadItem, user_id: str) -> None:
-        stored = item.model_copy(update={"created_at": keys.as_utc(item.created_at)})
-        self._put(
-            keys.items_pk(user_id, thread_id),
-            keys.item_sk(item.id),
-            kind="item",
-            json_text=stored.model_dump_json(),
-            lsi1sk=keys.created_sort_key(stored.created_at, item.id),
-            offload_key=payload_key(user_id, thread_id, item.id),
+    def _save_item(self, thread_id: str, item: ThreadItem, context: RequestContext) -> None:
+        self._write_item(thread_id, item, None, context, finish=False)
+
+    def _finish_turn(
+        self,
+        thread_id: str,
+        item: ThreadItem | None,
+        thread: ThreadMetadata | None,
+        context: RequestContext,
+    ) -> None:
+        self._write_item(thread_id, item, thread, context, finish=True)
+        turn = _turn_of(context)
+        turn.held = False
+
+    def _write_item(
+        self,
+        thread_id: str,
+        item: ThreadItem | None,
+        thread: ThreadMetadata | None,
+        context: RequestContext,
+        *,
+        finish: bool,
+    ) -> None:
+        """One transaction: the thread row guarded (or created, updated, released) and the
+        item row written. A body that shrinks back into its row also loses its S3 object."""
+        turn, user_id = context.turn, context.user_id
+        if item is not None and self._already_written(turn, thread_id, item):
+            item = None
+        if item is None and thread is None and not finish:
+            return
+        new = item is not None and item.id in context.new_ids
+        checks, writes = self._thread_guard(user_id, thread_id, turn, finish=finish, thread=thread)
+        rows = [*writes, self._item_row(thread_id, item, user_id, new)] if item else writes
+        try:
+            transact(self.table, checks, rows)
+        except TransactionCancelledError as cancelled:
+            if item is None or not cancelled.failed(len(checks) + len(rows) - 1):
+                raise self._thread_gone(user_id, thread_id) from None
+            if new:
+                raise RuntimeError(f"Item id {item.id} is already taken") from None
+            # What failed is "no S3 payload": the body shrank back into its row.
+            self._drop_payload(user_id, thread_id, item.id)
+            shrunk = self._item_row(thread_id, item, user_id, new, shrunk=True)
+            transact(self.table, checks, [*writes, shrunk])
+        self._after_write(context, thread_id, item, thread)
+
+    @staticmethod
+    def _already_written(turn: Turn | None, thread_id: str, item: ThreadItem) -> bool:
+        """Whether this turn already wrote exactly this item (the SDK saves what we saved)."""
+        if turn is None or turn.thread_id != thread_id:
+            return False
+        return turn.written.get(keys.item_sk(item.id)) == stored_json(item)[0]
+
+    def _item_row(
+        self, thread_id: str, item: ThreadItem, user_id: str, new: bool, *, shrunk: bool = False
+    ) -> RowWrite:
+        """The item's row write: created only if `new`; otherwise an upsert that fails when a
+        body in S3 comes back into the row (unless `shrunk`: the S3 object is gone)."""
+        json_text, naive = stored_json(item)
+        body, codec, stored_key = self._body(json_text, payload_key(user_id, thread_id, item.id))
+        actions = self._body_actions("item", body, codec, naive)
+        actions.append(self.table.lsi1sk.set(keys.created_sort_key(item.created_at, item.id)))
+        condition: Condition | None = None
+        if stored_key is not None:
+            actions.append(self.table.payload_key.set(stored_key))
+        elif shrunk:
+            actions.append(self.table.payload_key.remove())
+        else:
+            condition = self.table.payload_key.does_not_exist()
+        if new:
+            condition = self.table.pk.does_not_exist()
+        return RowWrite(
+            keys.items_pk(user_id, thread_id), keys.item_sk(item.id), actions, condition
         )
+
+    def _thread_guard(
+        self,
+        user_id: str,
+        thread_id: str,
+        turn: Turn | None,
+        *,
+        finish: bool = False,
+        thread: ThreadMetadata | None = None,
+    ) -> tuple[list[RowCheck], list[RowWrite]]:
+        """What a write to the thread's rows adds to its transaction: the live thread row
+        checked, or this turn's lease checked, or the turn's new thread created with its
+        lease, or the thread updated and its lease given back (`finish`)."""
+        table = self.table
+        pk, sk = keys.user_pk(user_id), keys.thread_sk(thread_id)
+        if turn is None or turn.thread_id != thread_id or not (turn.held or turn.creating):
+            return [RowCheck(pk, sk, thread_rows.live(table))], []
+        if turn.creating:
+            metadata = thread or turn.pending_thread
+            if metadata is None:
+                raise RuntimeError(f"Thread {thread_id} was not saved before its first row")
+            actions = self._thread_actions(metadata)
+            if not finish:
+                actions += thread_rows.lease_actions(table, turn)
+            return [], [RowWrite(pk, sk, actions, table.pk.does_not_exist())]
+        if not finish and thread is None:
+            return [RowCheck(pk, sk, thread_rows.held_by(table, turn))], []
+        actions = self._thread_actions(thread) if thread is not None else []
+        if finish:
+            actions += thread_rows.release_actions(table)
+        return [], [RowWrite(pk, sk, actions, thread_rows.held_by(table, turn))]
+
+    @staticmethod
+    def _after_write(
+        context: RequestContext,
+        thread_id: str,
+        item: ThreadItem | None,
+        thread: ThreadMetadata | None,
+    ) -> None:
+        """Remember what was written: a new id is taken; a turn's new thread now exists and
+        its lease is held; what the turn wrote last of each row."""
+        if item is not None:
+            context.new_ids.discard(item.id)
+        turn = context.turn
+        if turn is None or turn.thread_id != thread_id:
+            return
+        if turn.creating:
+            thread = thread or turn.pending_thread
+            turn.creating, turn.pending_thread, turn.held = False, None, True
+            turn.created = True
+        if thread is not None:
+            turn.written[keys.thread_sk(thread.id)] = stored_json(_metadata_of(thread))[0]
+        if item is not None:
+            turn.written[keys.item_sk(item.id)] = stored_json(item)[0]
+            turn.unsaved.discard(item.id)
+
+    def _thread_gone(self, user_id: str, thread_id: str) -> Exception:
+        """Why a write guarded by the thread row was refused (one GetItem, on failure only)."""
+        row = self._get(keys.user_pk(user_id), keys.thread_sk(thread_id))
+        if not thread_rows.is_live(row):
+            return ThreadDeletedError(f"Thread {thread_id} was deleted")
+        return ThreadLeaseLostError(f"Thread {thread_id} is being answered by another request")
+
+    def _drop_payload(self, user_id: str, thread_id: str, item_id: str) -> None:
+        if self.payloads is not None:
+            self.payloads.delete([payload_key(user_id, thread_id, item_id)])
 
     def _load_item(self, thread_id: str, item_id: str, user_id: str) -> ThreadItem:
         row = self._get(keys.items_pk(user_id, thread_id), keys.item_sk(item_id))
         if row is None:
             raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
-        return self._fresh_item(THREAD_ITEM.validate_json(self._read_body(row)))
+        return self._item_of(row)
 
     def _delete_item(self, thread_id: str, item_id: str, user_id: str) -> None:
         old = self._delete(keys.items_pk(user_id, thread_id), keys.item_sk(item_id))
@@ -332,33 +600,44 @@ class DynamoDBStore(Store[RequestContext]):
             return None
         return Feedback(kind=row.feedback_kind, at=row.feedback_at)
 
-    def _save_attachment(self, attachment: Attachment, user_id: str) -> None:
-        key = upload_key(attachment)
+    def _save_attachment(self, attachment: Attachment, context: RequestContext) -> None:
+        user_id, key = context.user_id, upload_key(attachment)
         metadata = dict(attachment.metadata or {})
         thread_id = attachment.thread_id
-        if thread_id and key and not metadata.get("attached"):
-            # Sent in a message: the upload is kept (no longer pending), its one-time
-            # upload URL is dropped, and the thread references it so deleting the
-            # thread deletes the attachment too.
-            if self.uploads is not None and self.uploads.owns(user_id, key):
-                self.uploads.mark_attached(key)
-            metadata["attached"] = True
-            attachment = attachment.model_copy(
-                update={"metadata": metadata, "upload_descriptor": None}
-            )
-            self._put(
-                keys.items_pk(user_id, thread_id),
-                keys.attachment_sk(attachment.id),
-                kind="attachment_ref",
-                json_text="{}",
-                upload_key=key,
-            )
-        self._put(
-            keys.user_pk(user_id),
-            keys.attachment_sk(attachment.id),
-            kind="attachment",
-            json_text=attachment.model_dump_json(),
-        )
+        record_sk = keys.attachment_sk(attachment.id)
+        if not (thread_id and key and not metadata.get("attached")):
+            new = attachment.id in context.new_ids
+            try:
+                self.table._get_connection().update_item(
+                    keys.user_pk(user_id),
+                    range_key=record_sk,
+                    actions=self._attachment_actions(attachment),
+                    condition=self.table.pk.does_not_exist() if new else None,
+                )
+            except UpdateError as error:
+                if aws_error_code(error) == CONDITION_FAILED:
+                    raise RuntimeError(f"Attachment id {attachment.id} is already taken") from None
+                raise
+            context.new_ids.discard(attachment.id)
+            return
+        # Sent in a message: the upload is kept (no longer pending), its one-time upload URL
+        # is dropped, and the thread references it so deleting the thread deletes it too.
+        if self.uploads is not None and self.uploads.owns(user_id, key):
+            self.uploads.mark_attached(key)
+        metadata["attached"] = True
+        sent = attachment.model_copy(update={"metadata": metadata, "upload_descriptor": None})
+        reference = self._body_actions("attachment_ref", compress("{}"), CODEC_ZLIB_JSON, None)
+        reference.append(self.table.upload_key.set(key))
+        checks, writes = self._thread_guard(user_id, thread_id, context.turn)
+        writes += [
+            RowWrite(keys.items_pk(user_id, thread_id), record_sk, reference),
+            RowWrite(keys.user_pk(user_id), record_sk, self._attachment_actions(sent)),
+        ]
+        try:
+            transact(self.table, checks, writes)
+        except TransactionCancelledError:
+            raise self._thread_gone(user_id, thread_id) from None
+        self._after_write(context, thread_id, None, None)
 
     def _load_attachment(self, attachment_id: str, user_id: str) -> Attachment:
         row = self._get(keys.user_pk(user_id), keys.attachment_sk(attachment_id))
@@ -387,6 +666,52 @@ class DynamoDBStore(Store[RequestContext]):
         return item
 
     # -- rows ----------------------------------------------------------------------------
+
+    def _thread_of(self, row: TableRecord) -> ThreadMetadata:
+        thread = ThreadMetadata.model_validate_json(self._read_body(row))
+        if row.naive_created_at:
+            thread.created_at = naive_again(thread.created_at)
+        return thread
+
+    def _item_of(self, row: TableRecord) -> ThreadItem:
+        item = THREAD_ITEM.validate_json(self._read_body(row))
+        if row.naive_created_at:
+            item.created_at = naive_again(item.created_at)
+        return self._fresh_item(item)
+
+    def _thread_actions(self, thread: ThreadMetadata) -> list[Action]:
+        json_text, naive = stored_json(_metadata_of(thread))
+        actions = self._body_actions("thread", compress(json_text), CODEC_ZLIB_JSON, naive)
+        actions.append(self.table.lsi1sk.set(keys.created_sort_key(thread.created_at, thread.id)))
+        return actions
+
+    def _attachment_actions(self, attachment: Attachment) -> list[Action]:
+        body = compress(attachment.model_dump_json())
+        return self._body_actions("attachment", body, CODEC_ZLIB_JSON, None)
+
+    def _body_actions(
+        self, kind: str, body: bytes | None, codec: str, naive: bool | None
+    ) -> list[Action]:
+        table = self.table
+        return [
+            table.kind.set(kind),
+            table.codec.set(codec),
+            table.body.set(body) if body is not None else table.body.remove(),
+            table.naive_created_at.set(True) if naive else table.naive_created_at.remove(),
+        ]
+
+    def _body(self, json_text: str, offload_key: str) -> tuple[bytes | None, str, str | None]:
+        """(row body, codec, S3 key): compressed in the row, or in S3 when too big for a row.
+
+        The S3 object is written before the row, so a row never points at nothing.
+        """
+        body = compress(json_text)
+        if len(body) <= self.offload_threshold:
+            return body, CODEC_ZLIB_JSON, None
+        if self.payloads is None:
+            raise ValueError(f"item of {len(body)} compressed bytes needs an S3 payload bucket")
+        self.payloads.put(offload_key, body)
+        return None, CODEC_S3_ZLIB_JSON, offload_key
 
     def _get(self, pk: str, sk: str) -> TableRecord | None:
         try:
@@ -425,43 +750,6 @@ class DynamoDBStore(Store[RequestContext]):
             )
         )
         return rows[:size], len(rows) > size
-
-    def _put(
-        self,
-        pk: str,
-        sk: str,
-        *,
-        kind: str,
-        json_text: str,
-        lsi1sk: str | None = None,
-        offload_key: str | None = None,
-        upload_key: str | None = None,
-    ) -> None:
-        body: bytes | None = compress(json_text)
-        codec, stored_key = CODEC_ZLIB_JSON, None
-        if offload_key is not None and body is not None and len(body) > self.offload_threshold:
-            if self.payloads is None:
-                raise ValueError(f"item of {len(body)} compressed bytes needs an S3 payload bucket")
-            # The object is written before the row, so a row never points at nothing.
-            self.payloads.put(offload_key, body)
-            codec, stored_key, body = CODEC_S3_ZLIB_JSON, offload_key, None
-        # UpdateItem rather than PutItem: an upsert that keeps attributes set elsewhere
-        # (feedback), and returns the old payload pointer so a replaced S3 body is removed.
-        table = self.table
-        actions = [
-            table.kind.set(kind),
-            table.codec.set(codec),
-            table.lsi1sk.set(lsi1sk) if lsi1sk is not None else table.lsi1sk.remove(),
-            table.body.set(body) if body is not None else table.body.remove(),
-            table.payload_key.set(stored_key) if stored_key else table.payload_key.remove(),
-            table.upload_key.set(upload_key) if upload_key else table.upload_key.remove(),
-        ]
-        response = table._get_connection().update_item(
-            pk, range_key=sk, actions=actions, return_values="UPDATED_OLD"
-        )
-        old_key = (response.get("Attributes") or {}).get("payload_key", {}).get("S")
-        if old_key and old_key != stored_key and self.payloads is not None:
-            self.payloads.delete([old_key])
 
     def _delete(self, pk: str, sk: str) -> dict[str, Any] | None:
         """DeleteItem; returns the old row's raw attributes, or None if there was none."""
@@ -504,6 +792,24 @@ class DynamoDBStore(Store[RequestContext]):
         if row.codec == CODEC_S3_ZLIB_JSON and row.payload_key and self.payloads is not None:
             return decompress(self.payloads.get(row.payload_key))
         raise ValueError(f"row {row.pk}/{row.sk} has an unreadable codec {row.codec!r}")
+
+
+def _guarded[T](function: Callable[..., T], *args: Any) -> T:
+    with unavailable_on_aws_errors():
+        return function(*args)
+
+
+def _metadata_of(thread: ThreadMetadata) -> ThreadMetadata:
+    """The thread's metadata only: a `Thread`'s items are stored as items, never in its row."""
+    if not isinstance(thread, Thread):
+        return thread
+    return ThreadMetadata.model_validate(thread.model_dump(exclude={"items"}))
+
+
+def _turn_of(context: RequestContext) -> Turn:
+    if context.turn is None:
+        raise ValueError("a turn's store call needs a RequestContext made with for_turn")
+    return context.turn
 
 
 def _direction(order: str) -> Literal["asc", "desc"]:

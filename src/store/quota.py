@@ -8,7 +8,7 @@ import anyio.to_thread
 from pynamodb.exceptions import UpdateError
 
 from store.context import RequestContext
-from store.dynamodb_store import _unavailable_when_throttled
+from store.errors import unavailable_on_aws_errors
 from store.table import TableRecord, quota_pk
 
 
@@ -27,7 +27,7 @@ class TurnQuota:
         today = datetime.now(UTC)
         row = self.table(quota_pk(user_id), f"D#{today:%Y-%m-%d}")
         try:
-            with _unavailable_when_throttled():
+            with unavailable_on_aws_errors():
                 row.update(
                     actions=[
                         self.table.turns.add(1),

@@ -27,6 +27,7 @@ from typing import Any
 
 from pynamodb.attributes import (
     BinaryAttribute,
+    BooleanAttribute,
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
@@ -38,6 +39,14 @@ from pynamodb.models import Model
 from store.errors import InvalidIdError
 
 SEPARATOR = "#"
+# PynamoDB's defaults (15 s connect, 30 s read, 8 attempts) leave a client waiting 25-47 s
+# when DynamoDB stalls. DynamoDB answers in milliseconds; these bound a stall to seconds.
+CONNECT_TIMEOUT_SECONDS = 0.5
+READ_TIMEOUT_SECONDS = 2.0
+MAX_ATTEMPTS = 3
+# botocore's standard mode waits at most 2**(n-1) s (random) before retry n (that is after
+# throttling; after a timeout DynamoDB's clients wait at most 25 ms * 2**(n-1)).
+MAX_BACKOFF_SECONDS = 20.0
 MAX_ID_LENGTH = 255
 INDEX_NAME = "by_created"
 TTL_ATTRIBUTE = "expires_at"
@@ -59,6 +68,11 @@ class TableRecord(Model):
     feedback_kind = UnicodeAttribute(null=True)
     feedback_at = UTCDateTimeAttribute(null=True)
     expires_at = TTLAttribute(null=True)
+    # The caller gave a naive created_at (local time): it is read back naive.
+    naive_created_at = BooleanAttribute(null=True)
+    # Thread rows: the turn holding the thread (its token) and until when (epoch ms).
+    lease_id = UnicodeAttribute(null=True)
+    lease_until = NumberAttribute(null=True)
 
 
 class ByCreatedIndex(LocalSecondaryIndex[TableRecord]):  # type: ignore[no-untyped-call]
@@ -77,13 +91,17 @@ def bind_table(
     *,
     region: str | None = None,
     host: str | None = None,
-    max_attempts: int = 8,
+    max_attempts: int = MAX_ATTEMPTS,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    read_timeout: float = READ_TIMEOUT_SECONDS,
 ) -> type[TableRecord]:
     """Return a TableRecord class bound to `table_name`.
 
     `host` overrides the endpoint (a moto server); when unset, PynamoDB follows
-    AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL. Throttled requests are retried by
-    botocore's standard retry mode (exponential backoff with jitter) up to `max_attempts`.
+    AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL. Throttling, 5xx answers, timeouts and
+    connection errors are retried by botocore's standard retry mode (exponential backoff
+    with jitter) up to `max_attempts`; with the timeouts this bounds how long a call can
+    hang when DynamoDB does not answer (see `worst_case_seconds`).
     """
 
     class Meta:
@@ -94,12 +112,25 @@ def bind_table(
     Meta.host = host  # type: ignore[attr-defined]
     # PynamoDB turns this into botocore's standard retry mode with 1 + N attempts.
     Meta.max_retry_attempts = max_attempts - 1  # type: ignore[attr-defined]
+    Meta.connect_timeout_seconds = connect_timeout  # type: ignore[attr-defined]
+    Meta.read_timeout_seconds = read_timeout  # type: ignore[attr-defined]
 
     return type(
         "BoundTableRecord",
         (TableRecord,),
         {"Meta": Meta, "by_created": ByCreatedIndex(), "__module__": __name__},
     )
+
+
+def worst_case_seconds(
+    max_attempts: int = MAX_ATTEMPTS,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    read_timeout: float = READ_TIMEOUT_SECONDS,
+) -> float:
+    """The longest one call can take against a DynamoDB that accepts but never answers
+    (every attempt times out, every backoff is the longest botocore may pick)."""
+    backoff = sum(min(MAX_BACKOFF_SECONDS, 2.0 ** (n - 1)) for n in range(1, max_attempts))
+    return max_attempts * (connect_timeout + read_timeout) + backoff
 
 
 def create_table(record: type[TableRecord]) -> None:

@@ -3,14 +3,19 @@
 Rows (see store.table): `U#{user}#TASKS` / `K#{number:010d}` holds one task as compressed JSON,
 `U#{user}#TASKS` / `COUNTER` holds the last number handed out. Numbers start at 1, come from an
 atomic ADD on the counter, and are never reused, even after a delete.
+
+`add_once` and `delete_once` make a change at most once per key (the agent's key: the message
+a turn answers, the tool, its arguments): `U#{user}#TASKS` / `OP#{hash of key}` records the
+change with the task it concerned, written in the same transaction, and expires after days.
 """
 
 from __future__ import annotations
 
 import builtins
+import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -19,11 +24,13 @@ from chatkit.store import NotFoundError
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.expressions.operand import Path
+from pynamodb.expressions.update import Action
 
 from store import table as keys
 from store.context import RequestContext
-from store.dynamodb_store import _unavailable_when_throttled
+from store.errors import unavailable_on_aws_errors
 from store.payloads import CODEC_ZLIB_JSON, compress, decompress
+from store.rows import RowCheck, RowWrite, TransactionCancelledError, transact
 from store.table import TableRecord
 
 MAX_TITLE_LENGTH = 200
@@ -32,6 +39,9 @@ COUNTER_KIND = "task_counter"
 COUNTER_CODEC = "none"  # the counter row has no body
 COUNTER_ATTRIBUTE = "last_number"
 CONDITION_FAILED = "ConditionalCheckFailedException"
+OP_KIND = "task_op"
+OP_SK_PREFIX = "OP#"
+OP_LIFETIME = timedelta(days=2)  # longer than anyone retries a message
 
 
 class TaskRecord(BaseModel):
@@ -110,6 +120,21 @@ class TaskStore:
         """
         return await self._run(self._delete, _existing_number(number), context.user_id)
 
+    async def add_once(
+        self, title: str, key: str, context: RequestContext
+    ) -> tuple[TaskRecord, bool]:
+        """`add`, at most once per `key`: a repeat returns the task the first call added and
+        True, and writes nothing. Raises ValueError for a bad title, like `add`."""
+        cleaned = clean_title(title)
+        return await self._run(self._add_once, cleaned, key, context.user_id)
+
+    async def delete_once(
+        self, number: int, key: str, context: RequestContext
+    ) -> tuple[TaskRecord, bool]:
+        """`delete`, at most once per `key`: a repeat returns the task as the first call
+        deleted it and True. Raises NotFoundError when there is no such task (first call)."""
+        return await self._run(self._delete_once, _existing_number(number), key, context.user_id)
+
     # -- synchronous implementation (runs in a worker thread) ----------------------------
 
     async def _run[T](self, function: Callable[..., T], *args: Any) -> T:
@@ -126,6 +151,75 @@ class TaskStore:
         # The counter never repeats a number; the condition guards against a reset counter.
         self._put(pk, task, condition_exists=False)
         return task
+
+    def _add_once(self, title: str, key: str, user_id: str) -> tuple[TaskRecord, bool]:
+        pk, op_sk = keys.tasks_pk(user_id), _op_sk(key)
+        done = self._done_op(pk, op_sk)
+        if done is not None:
+            return done, True
+        task = TaskRecord(
+            number=self._next_number(pk), title=title, done=False, created_at=self._now()
+        )
+        new = self.table.pk.does_not_exist()
+        try:
+            transact(
+                self.table,
+                [],
+                [
+                    RowWrite(pk, keys.task_sk(task.number), self._task_actions(task), new),
+                    RowWrite(pk, op_sk, self._op_actions(task), new),
+                ],
+            )
+        except TransactionCancelledError:
+            done = self._done_op(pk, op_sk)
+            if done is None:
+                raise
+            return done, True
+        return task, False
+
+    def _delete_once(self, number: int, key: str, user_id: str) -> tuple[TaskRecord, bool]:
+        pk, op_sk, sk = keys.tasks_pk(user_id), _op_sk(key), keys.task_sk(number)
+        done = self._done_op(pk, op_sk)
+        if done is not None:
+            return done, True
+        try:
+            task = _task_of(self.table.get(pk, sk, consistent_read=True))
+        except self.table.DoesNotExist:
+            raise _not_found(number) from None
+        exists = self.table.pk.exists()
+        try:
+            transact(
+                self.table,
+                [],
+                [RowWrite(pk, op_sk, self._op_actions(task), self.table.pk.does_not_exist())],
+                deletes=[RowCheck(pk, sk, exists)],
+            )
+        except TransactionCancelledError:
+            raise _not_found(number) from None
+        return task, False
+
+    def _done_op(self, pk: str, op_sk: str) -> TaskRecord | None:
+        """The task a change recorded under this key concerned, if it was made (one GetItem)."""
+        try:
+            row = self.table.get(pk, op_sk, consistent_read=True)
+        except self.table.DoesNotExist:
+            return None
+        return TaskRecord.model_validate_json(decompress(row.body)) if row.body else None
+
+    def _task_actions(self, task: TaskRecord) -> builtins.list[Action]:
+        table = self.table
+        body = compress(task.model_dump_json())
+        return [table.kind.set(TASK_KIND), table.codec.set(CODEC_ZLIB_JSON), table.body.set(body)]
+
+    def _op_actions(self, task: TaskRecord) -> builtins.list[Action]:
+        table = self.table
+        body = compress(task.model_dump_json())
+        return [
+            table.kind.set(OP_KIND),
+            table.codec.set(CODEC_ZLIB_JSON),
+            table.body.set(body),
+            table.expires_at.set(datetime.now(UTC) + OP_LIFETIME),
+        ]
 
     def _next_number(self, pk: str) -> int:
         """Atomically increment the partition's counter (one UpdateItem) and return it."""
@@ -190,8 +284,13 @@ class TaskStore:
 
 
 def _guarded[T](function: Callable[..., T], *args: Any) -> T:
-    with _unavailable_when_throttled():
+    with unavailable_on_aws_errors():
         return function(*args)
+
+
+def _op_sk(key: str) -> str:
+    """Any key (message ids, titles) as a fixed-length sort key."""
+    return OP_SK_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def _existing_number(number: int) -> int:

@@ -28,14 +28,17 @@ MAX_NAME_LENGTH = 120
 
 def s3_client(region: str | None = None) -> S3Client:
     """An S3 client whose presigned URLs work in every region: SigV4 on the regional endpoint
-    (us-east-1 included)."""
+    (us-east-1 included). Its calls are bounded like DynamoDB's (botocore's defaults wait
+    60 s to connect and 60 s for each read); reads allow for item payloads of megabytes."""
     return boto3.client(
         "s3",
         region_name=region,
         config=Config(
             signature_version="s3v4",
             s3={"us_east_1_regional_endpoint": "regional", "addressing_style": "virtual"},
-            retries={"mode": "standard"},
+            retries={"mode": "standard", "total_max_attempts": 3},
+            connect_timeout=1,
+            read_timeout=5,
         ),
     )
 

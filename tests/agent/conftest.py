@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -11,10 +11,12 @@ from chatkit.server import NonStreamingResult, StreamingResult
 from chatkit.types import ThreadItem
 
 from agent.offline_model import OfflineModel
-from agent.providers import Models
+from agent.providers import Models, build_models
 from agent.server import AssistantServer, TurnLimits
+from settings import Settings
 from store import DynamoDBStore, RequestContext, TableRecord
 from store.tasks import TaskStore
+from tests.support.fake_openai import FakeOpenAI, fake_openai_server
 
 
 def offline_models(word_delay_seconds: float = 0) -> Models:
@@ -29,6 +31,34 @@ def tasks(table: type[TableRecord]) -> TaskStore:
 @pytest.fixture
 def server(store: DynamoDBStore, tasks: TaskStore) -> AssistantServer:
     return AssistantServer(store, tasks, offline_models(), TurnLimits())
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with fake_openai_server() as fake:
+        yield fake
+
+
+def compatible_settings(fake: FakeOpenAI, **overrides: Any) -> Settings:
+    """Settings for an OpenAI-compatible provider at the fake server, without client retries."""
+    values: dict[str, Any] = {
+        "provider": "openai-compatible",
+        "base_url": fake.base_url,
+        "api_key": "test-key",
+        "model": "fake-model",
+        "model_max_retries": 0,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+def compatible_server(
+    store: DynamoDBStore, tasks: TaskStore, fake: FakeOpenAI, limits: TurnLimits | None = None
+) -> AssistantServer:
+    models = build_models(compatible_settings(fake))
+    # Titles come from the offline truncation, so every scripted reply is an answer.
+    chat_only = Models(models.provider, models.chat, None, None)
+    return AssistantServer(store, tasks, chat_only, limits or TurnLimits())
 
 
 def user_input(text: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,44 +13,20 @@ from agents import Model
 from agent.offline_model import OfflineModel
 from agent.providers import Models, build_models
 from agent.server import AssistantServer, TurnLimits
-from settings import Settings
 from store import DynamoDBStore, RequestContext
 from store.tasks import TaskStore
 from tests.agent.conftest import (
     add_message,
     all_items,
     assistant_text,
+    compatible_server,
+    compatible_settings,
     create_thread,
     of_type,
     offline_models,
     stream,
 )
-from tests.agent.fake_openai import FakeOpenAI, Reply, fake_openai_server
-
-
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    with fake_openai_server() as fake:
-        yield fake
-
-
-def compatible_settings(fake: FakeOpenAI, **overrides: Any) -> Settings:
-    """Settings for an OpenAI-compatible provider at the fake server, without client retries."""
-    values: dict[str, Any] = {
-        "provider": "openai-compatible",
-        "base_url": fake.base_url,
-        "api_key": "test-key",
-        "model": "fake-model",
-        "model_max_retries": 0,
-        **overrides,
-    }
-    return Settings(**values)
-
-
-def compatible_server(store: DynamoDBStore, tasks: TaskStore, fake: FakeOpenAI) -> AssistantServer:
-    models = build_models(compatible_settings(fake))
-    # Titles come from the offline truncation, so every scripted reply is an answer.
-    return AssistantServer(store, tasks, Models(models.provider, models.chat, None, None))
+from tests.support.fake_openai import FakeOpenAI, Reply
 
 
 async def test_chat_completions_answers_get_distinct_persisted_ids(

@@ -27,9 +27,9 @@ from settings import RequestLimits, Settings, TokenRules
 from store import DynamoDBStore, PayloadBucket, RequestContext, TableRecord
 from store.attachments import S3AttachmentStore
 from store.uploads import UploadBucket
-from tests.agent.fake_openai import FakeOpenAI, fake_openai_server
 from tests.conftest import BUCKET, TABLE
 from tests.handlers.conftest import app_settings
+from tests.support.fake_openai import FakeOpenAI, fake_openai_server
 from tests.support.logs import tracebacks
 from tests.support.uploads import upload
 

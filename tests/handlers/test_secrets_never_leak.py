@@ -16,8 +16,8 @@ from devtools.tokens import mint_token
 from handlers.main import build_app
 from settings import Settings
 from store import TableRecord
-from tests.agent.fake_openai import FakeOpenAI, Reply, fake_openai_server
 from tests.conftest import BUCKET, TABLE
+from tests.support.fake_openai import FakeOpenAI, Reply, fake_openai_server
 from tests.support.logs import logged_text
 
 AUTH_SECRET = "AUTH-SECRET-never-to-be-seen-0123456789"

@@ -1,4 +1,8 @@
-"""delete_thread removes the thread, every item and every S3 payload, and resumes if interrupted."""
+"""delete_thread removes the thread, every item and every S3 payload, and resumes if interrupted.
+
+What stays is the thread row as a tombstone (expiring by TTL), so nothing written late can
+bring the thread back.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +29,11 @@ async def fill_thread(store: DynamoDBStore, context: RequestContext) -> None:
 
 
 def rows_of(table: type[TableRecord], user: str) -> list[str]:
+    """Every row of the thread, the tombstone left by a delete excepted."""
     return [row.sk for row in table.query(f"U#{user}#T#thr_big", consistent_read=True)] + [
-        row.sk for row in table.query(f"U#{user}", consistent_read=True)
+        row.sk
+        for row in table.query(f"U#{user}", consistent_read=True)
+        if row.kind != "thread_deleted"
     ]
 
 
@@ -43,6 +50,20 @@ async def test_thread_of_300_items_is_deleted_completely(
     assert payload_objects(s3) == []
     with pytest.raises(NotFoundError):
         await store.load_thread("thr_big", alice)
+
+
+async def test_a_deleted_thread_leaves_only_an_expiring_tombstone(
+    store: DynamoDBStore, alice: RequestContext, table: type[TableRecord]
+) -> None:
+    await store.save_thread(thread("thr_big"), alice)
+
+    await store.delete_thread("thr_big", alice)
+
+    [tombstone] = list(table.query("U#alice", consistent_read=True))
+    assert (tombstone.sk, tombstone.kind) == ("T#thr_big", "thread_deleted")
+    assert tombstone.body is None and tombstone.lsi1sk is None
+    assert tombstone.expires_at is not None
+    assert (await store.load_threads(10, None, "desc", alice)).data == []
 
 
 async def test_deleting_a_missing_thread_is_not_found(
@@ -69,7 +90,9 @@ async def test_interrupted_delete_resumes_when_repeated(
     # The payloads sort last (newest), so some batches of plain items go before the failure.
     with pytest.raises(ConnectionError):
         await store.delete_thread("thr_big", alice)
-    assert (await store.load_thread("thr_big", alice)).id == "thr_big"
+    # Gone for the user at once; some of its rows are still there to delete.
+    with pytest.raises(NotFoundError):
+        await store.load_thread("thr_big", alice)
     assert 0 < len(rows_of(table, "alice")) < ITEM_COUNT + 1
 
     await store.delete_thread("thr_big", alice)

@@ -7,9 +7,16 @@ import threading
 
 from store import DynamoDBStore, RequestContext, TableRecord
 from tests.store.factories import attachment, thread, user_message
-from tests.store.faults import Injector
+from tests.support.dynamodb_faults import DynamoDBFaults
 
-OPERATIONS = ["GetItem", "UpdateItem", "Query", "DeleteItem", "BatchWriteItem"]
+OPERATIONS = [
+    "GetItem",
+    "UpdateItem",
+    "TransactWriteItems",
+    "Query",
+    "DeleteItem",
+    "BatchWriteItem",
+]
 
 
 async def test_every_dynamodb_call_leaves_the_event_loop_running(
@@ -25,7 +32,7 @@ async def test_every_dynamodb_call_leaves_the_event_loop_running(
         if not answered.wait(timeout=5):
             blocked.append(operation)
 
-    injector = Injector(table)
+    injector = DynamoDBFaults.of(table)
     for operation in OPERATIONS:
         injector.observe(operation, lambda operation=operation: loop_must_answer(operation))
 

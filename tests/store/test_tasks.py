@@ -12,7 +12,7 @@ from chatkit.store import NotFoundError
 
 from store import RequestContext, StoreUnavailableError, TableRecord, TaskStore
 from tests.conftest import TABLE
-from tests.store.faults import Injector
+from tests.support.dynamodb_faults import DynamoDBFaults
 
 T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -85,7 +85,7 @@ async def test_an_add_during_another_add_gets_its_own_number(
             inner.append(0)
             inner[0] = anyio.from_thread.run(tasks.add, "inner", alice).number
 
-    Injector(table).observe("PutItem", add_another)
+    DynamoDBFaults.of(table).observe("PutItem", add_another)
 
     outer = await tasks.add("outer", alice)
 
@@ -98,7 +98,7 @@ async def test_an_add_during_another_add_gets_its_own_number(
 async def test_add_reserves_its_number_with_one_update_and_writes_one_row(
     table: type[TableRecord], tasks: TaskStore, alice: RequestContext
 ) -> None:
-    injector = Injector(table)
+    injector = DynamoDBFaults.of(table)
     for operation in ("UpdateItem", "PutItem", "GetItem", "Query", "Scan"):
         injector.observe(operation, lambda: None)
 
@@ -155,7 +155,7 @@ async def test_list_is_one_query(
 ) -> None:
     await tasks.add("one", alice)
     await tasks.add("two", alice)
-    injector = Injector(table)
+    injector = DynamoDBFaults.of(table)
     injector.observe("Query", lambda: None)
 
     await tasks.list(alice)
@@ -311,7 +311,7 @@ async def test_throttling_beyond_the_retries_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)
-    Injector(table).throttle("UpdateItem", times=100)  # more than any retry budget
+    DynamoDBFaults.of(table).throttle("UpdateItem", times=100)  # more than any retry budget
 
     with pytest.raises(StoreUnavailableError, match="throttling"):
         await tasks.add("buy milk", alice)

@@ -1,7 +1,9 @@
-"""Naive local timestamps (the SDK's datetime.now()) order correctly among aware ones, in any TZ."""
+"""Naive local timestamps (the SDK's datetime.now()) order correctly among aware ones, in any TZ,
+and every timestamp comes back as it was saved: naive ones naive, aware ones aware."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -51,5 +53,23 @@ async def test_items_order_by_instant_whatever_the_local_timezone(
     items = await save_and_list(store, alice)
 
     assert [item.id for item in items] == [f"msg_{index:02d}" for index in range(len(INSTANTS))]
-    assert [item.created_at for item in items] == INSTANTS
-    assert all(item.created_at.tzinfo is not None for item in items)
+    saved = [as_the_sdk_makes_it(instant, index) for index, instant in enumerate(INSTANTS)]
+    assert [item.created_at for item in items] == saved
+    assert [item.created_at.tzinfo is None for item in items] == [
+        moment.tzinfo is None for moment in saved
+    ]
+
+
+@pytest.mark.parametrize("local_timezone", ["Asia/Kolkata"], indirect=True)
+async def test_a_naive_time_keeps_its_instant_when_read_in_another_timezone(
+    store: DynamoDBStore, alice: RequestContext, local_timezone: str
+) -> None:
+    written_in_kolkata = INSTANTS[0].astimezone().replace(tzinfo=None)
+    await store.save_thread(thread("thr_tz", created_at=written_in_kolkata), alice)
+    os.environ["TZ"] = "America/Los_Angeles"
+    time.tzset()
+
+    loaded = await store.load_thread("thr_tz", alice)
+
+    assert loaded.created_at.tzinfo is None
+    assert loaded.created_at.astimezone(UTC) == INSTANTS[0]

@@ -1,4 +1,11 @@
-"""A fake OpenAI-compatible Chat Completions server on 127.0.0.1, scripted per request."""
+"""A fake OpenAI-compatible Chat Completions server on 127.0.0.1, scripted per request.
+
+Each `Reply` is one answer, and can fail the way providers and networks fail: an HTTP error
+(`status`), a connection cut mid-stream (`cut_after`), a stream that ends cleanly but without
+a finish reason (`truncated`), a stream with no chunk at all (`empty`: only `[DONE]`), or a
+stream that stops after some chunks and keeps the connection open (`pause_after`) until the
+test sets `released`, then goes on (a test that never releases it sees a provider that hangs).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +20,15 @@ from typing import Any
 
 @dataclass
 class Reply:
-    """One scripted answer: streamed text chunks, an HTTP error, or a stream cut half way."""
+    """One scripted answer: streamed text chunks, or one of the failures above."""
 
     chunks: list[str] = field(default_factory=list)
     status: int = 200
     cut_after: int | None = None  # close the connection after this many chunks
     tool_call: tuple[str, str] | None = None  # (name, raw JSON arguments)
+    truncated: bool = False  # the chunks, then [DONE], but never a finish reason
+    empty: bool = False  # [DONE] only
+    pause_after: int | None = None  # send this many chunks, then nothing until released
 
 
 @dataclass
@@ -29,6 +39,8 @@ class FakeOpenAI:
     transcripts: list[bytes] = field(default_factory=list)  # audio received for transcription
     api_keys: list[str] = field(default_factory=list)  # the bearer key of every request
     base_url: str = ""
+    released: threading.Event = field(default_factory=threading.Event)  # ends every pause
+    paused: threading.Event = field(default_factory=threading.Event)  # a reply is paused
 
     def next_reply(self, request: dict[str, Any]) -> Reply:
         if "Write a short title" in json.dumps(request.get("messages", [])[:1]):
@@ -71,6 +83,21 @@ def _chunk(content: str | None, finish: str | None = None) -> bytes:
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
+def _stream_events(reply: Reply) -> list[bytes]:
+    if reply.empty:
+        return [b"data: [DONE]\n\n"]
+    events = [_chunk(text) for text in reply.chunks]
+    finish = "stop"
+    if reply.tool_call is not None:
+        events.append(_tool_call_chunk(*reply.tool_call))
+        finish = "tool_calls"
+    if reply.cut_after is not None:
+        return events[: reply.cut_after]
+    if reply.truncated:
+        return [*events, b"data: [DONE]\n\n"]
+    return [*events, _chunk(None, finish), b"data: [DONE]\n\n"]
+
+
 def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -108,27 +135,20 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     },
                 )
                 return
-            events = [_chunk(text) for text in reply.chunks]
-            finish = "stop"
-            if reply.tool_call is not None:
-                events.append(_tool_call_chunk(*reply.tool_call))
-                finish = "tool_calls"
-            if reply.cut_after is None:
-                events += [_chunk(None, finish), b"data: [DONE]\n\n"]
-            else:
-                events = events[: reply.cut_after]
+            events = _stream_events(reply)
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             # A promised length that is never reached makes a cut stream an error, not an end.
-            self.send_header(
-                "content-length",
-                str(sum(map(len, events)) + (10**6 if reply.cut_after is not None else 0)),
-            )
+            cut = reply.cut_after is not None
+            self.send_header("content-length", str(sum(map(len, events)) + (10**6 if cut else 0)))
             self.end_headers()
-            for event in events:
+            for index, event in enumerate(events):
+                if index == reply.pause_after:
+                    fake.paused.set()
+                    fake.released.wait(60)
                 self.wfile.write(event)
                 self.wfile.flush()
-            if reply.cut_after is not None:
+            if cut:
                 self.close_connection = True
 
         def _send_json(self, status: int, payload: dict[str, Any]) -> None:
@@ -152,5 +172,6 @@ def fake_openai_server() -> Iterator[FakeOpenAI]:
     try:
         yield fake
     finally:
+        fake.released.set()
         server.shutdown()
         server.server_close()
