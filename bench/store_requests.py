@@ -64,7 +64,7 @@ from store import (  # noqa: E402
     bind_table,
     create_table,
 )
-from store.table import created_sort_key  # noqa: E402
+from store.keys import created_sort_key  # noqa: E402
 
 SIZES = (10, 1_000, 10_000)
 TABLE_NAME = "chatkit-bench"

@@ -116,7 +116,7 @@ async def add_task(ctx: RunContextWrapper[TaskAgentContext], title: str) -> str:
 @function_tool
 async def list_tasks(ctx: RunContextWrapper[TaskAgentContext]) -> str:
     """Show the user's task list to the user as a widget (do not repeat it in your reply)."""
-    tasks = await ctx.context.tasks.list(ctx.context.request_context)
+    tasks = await ctx.context.tasks.load_tasks(ctx.context.request_context)
     await ctx.context.stream_widget(task_list_widget(tasks), copy_text=task_list_copy_text(tasks))
     return _shown_to_user(tasks)
 
@@ -199,7 +199,7 @@ async def handle_task_action(
     except NotFoundError:
         task = None
 
-    fresh = await tasks.list(context)
+    fresh = await tasks.load_tasks(context)
     yield ThreadItemReplacedEvent(
         item=sender.model_copy(
             update={"widget": task_list_widget(fresh), "copy_text": task_list_copy_text(fresh)}

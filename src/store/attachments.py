@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import anyio.to_thread
 from chatkit.store import AttachmentStore, NotFoundError
 from chatkit.types import (
     Attachment,
@@ -16,8 +15,10 @@ from chatkit.types import (
 )
 
 from errors import InvalidRequestError
+from store.aws import in_worker
 from store.context import RequestContext
-from store.dynamodb_store import ID_PREFIXES, DynamoDBStore, random_id
+from store.dynamodb_store import DynamoDBStore
+from store.ids import ID_PREFIXES, random_id
 from store.uploads import UploadBucket, upload_key
 
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -101,14 +102,14 @@ class S3AttachmentStore(AttachmentStore[RequestContext]):
         attachment = await self.store.load_attachment(attachment_id, context)
         key = upload_key(attachment)
         if key and self.uploads.owns(context.user_id, key):
-            await anyio.to_thread.run_sync(self.uploads.delete, [key])
+            await in_worker(self.uploads.delete, [key])
 
     async def exists(self, attachment: Attachment, context: RequestContext) -> bool:
         """Whether the caller's file was uploaded and is within the size limit (one HEAD)."""
         key = upload_key(attachment)
         if key is None or not self.uploads.owns(context.user_id, key):
             return False
-        size = await anyio.to_thread.run_sync(self.uploads.size, key)
+        size = await in_worker(self.uploads.size, key)
         return size is not None and size <= self.max_bytes
 
     async def read(self, attachment: Attachment, context: RequestContext) -> bytes:
@@ -117,4 +118,4 @@ class S3AttachmentStore(AttachmentStore[RequestContext]):
         key = upload_key(attachment)
         if key is None or not self.uploads.owns(context.user_id, key):
             raise NotFoundError(f"Attachment {attachment.id} not found")
-        return await anyio.to_thread.run_sync(self.uploads.read, key, self.max_bytes)
+        return await in_worker(self.uploads.read, key, self.max_bytes)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from store.errors import InvalidIdError
+from store.keys import check_id
 from store.turns import Turn
-
-MAX_USER_ID_LENGTH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +26,7 @@ class RequestContext:
     new_ids: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.user_id or len(self.user_id) > MAX_USER_ID_LENGTH or "#" in self.user_id:
-            raise InvalidIdError("user id must be 1-256 characters without '#'")
+        check_id(self.user_id, "user")
 
     def for_turn(self, turn: Turn) -> RequestContext:
         """A copy of this context for one turn (the caller's context is left as it is)."""

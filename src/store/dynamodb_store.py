@@ -3,35 +3,23 @@
 from __future__ import annotations
 
 import logging
-import random
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any, Literal, TypeVar
 
-import anyio.to_thread
 from chatkit.store import NotFoundError, Store, StoreItemType
-from chatkit.types import Attachment, Page, Thread, ThreadItem, ThreadMetadata, UserMessageItem
-from pydantic import TypeAdapter
+from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
 from pynamodb.exceptions import UpdateError
-from pynamodb.expressions.condition import Condition
-from pynamodb.expressions.update import Action
 
-from store import table as keys
-from store import thread_rows
+from store import keys, thread_rows
+from store.aws import condition_failed, in_worker
+from store.bodies import ATTACHMENT, RowBodies, metadata_of
 from store.context import RequestContext
-from store.errors import (
-    StoreUnavailableError,
-    ThreadDeletedError,
-    ThreadLeaseLostError,
-    aws_error_code,
-    unavailable_on_aws_errors,
-)
+from store.errors import StoreUnavailableError, ThreadDeletedError, ThreadLeaseLostError
+from store.ids import ID_PREFIXES, random_id
 from store.payloads import (
-    CODEC_S3_ZLIB_JSON,
     CODEC_ZLIB_JSON,
     DEFAULT_OFFLOAD_THRESHOLD,
     PayloadBucket,
@@ -39,15 +27,9 @@ from store.payloads import (
     decompress,
     payload_key,
 )
-from store.rows import (
-    RowCheck,
-    RowWrite,
-    TransactionCancelledError,
-    naive_again,
-    stored_json,
-    transact,
-)
+from store.rows import RowCheck, RowWrite, TransactionCancelledError, get_row, stored_json, transact
 from store.table import TableRecord
+from store.thread_delete import ThreadRowsDeleter
 from store.turns import Turn
 from store.uploads import UploadBucket, upload_key
 
@@ -55,36 +37,7 @@ T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
-THREAD_ITEM = TypeAdapter[ThreadItem](ThreadItem)
-ATTACHMENT = TypeAdapter[Attachment](Attachment)
-
-MAX_BATCH_WRITE = 25
 MAX_PAGE_SIZE = 200
-CONDITION_FAILED = "ConditionalCheckFailedException"
-# The SDK's id prefixes; the random part is ours: 128 bits instead of 32.
-ID_PREFIXES: dict[str, str] = {
-    "thread": "thr",
-    "message": "msg",
-    "tool_call": "tc",
-    "task": "tsk",
-    "workflow": "wf",
-    "attachment": "atc",
-    "sdk_hidden_context": "shcx",
-}
-
-
-def random_id(prefix: str) -> str:
-    """`{prefix}_` and 128 random bits in hex: collisions are not a concern at any scale."""
-    return f"{prefix}_{secrets.token_hex(16)}"
-
-
-@dataclass
-class _DeleteBatch:
-    """Rows (pk, sk) to delete in one BatchWriteItem, and the S3 objects that go with them."""
-
-    rows: list[tuple[str, str]] = field(default_factory=list)
-    payload_keys: list[str] = field(default_factory=list)
-    upload_keys: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +73,16 @@ class DynamoDBStore(Store[RequestContext]):
         self.table = table
         self.payloads = payloads
         self.uploads = uploads
-        self.offload_threshold = offload_threshold
-        self.batch_attempts = batch_attempts
-        self.backoff_base_seconds = backoff_base_seconds
-        self.backoff_cap_seconds = backoff_cap_seconds
-        self._sleep = sleep
+        self.bodies = RowBodies(table, payloads, uploads, offload_threshold)
+        self.deleter = ThreadRowsDeleter(
+            table,
+            payloads,
+            uploads,
+            attempts=batch_attempts,
+            backoff_base_seconds=backoff_base_seconds,
+            backoff_cap_seconds=backoff_cap_seconds,
+            sleep=sleep,
+        )
 
     # -- ids -----------------------------------------------------------------------------
 
@@ -157,7 +115,7 @@ class DynamoDBStore(Store[RequestContext]):
             thread_rows.take_lease, self.table, context.user_id, thread_id, turn, context=context
         )
         turn.thread_id, turn.held = thread_id, True
-        turn.loaded_thread = self._thread_of(row)
+        turn.loaded_thread = self.bodies.thread_of(row)
         return turn.loaded_thread.model_copy(deep=True)
 
     async def finish_turn(
@@ -321,8 +279,10 @@ class DynamoDBStore(Store[RequestContext]):
     async def _run(
         self, function: Callable[..., T], *args: Any, context: RequestContext | None = None
     ) -> T:
+        """Run `function` in a worker thread (see `in_worker`); a turn whose store call found
+        AWS unavailable remembers it."""
         try:
-            return await anyio.to_thread.run_sync(partial(_guarded, function, *args))
+            return await in_worker(function, *args)
         except StoreUnavailableError:
             if context is not None and context.turn is not None:
                 context.turn.store_unavailable = True
@@ -344,13 +304,13 @@ class DynamoDBStore(Store[RequestContext]):
             raise
 
     def _load_thread(self, thread_id: str, user_id: str) -> ThreadMetadata:
-        row = self._get(keys.user_pk(user_id), keys.thread_sk(thread_id))
+        row = get_row(self.table, keys.user_pk(user_id), keys.thread_sk(thread_id))
         if row is None or not thread_rows.is_live(row):
             raise NotFoundError(f"Thread {thread_id} not found")
-        return self._thread_of(row)
+        return self.bodies.thread_of(row)
 
     def _save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
-        metadata = _metadata_of(thread)
+        metadata = metadata_of(thread)
         turn = context.turn
         if turn is not None and turn.creating and turn.thread_id == metadata.id:
             turn.pending_thread = metadata  # written with the thread's first row
@@ -367,10 +327,10 @@ class DynamoDBStore(Store[RequestContext]):
         )
         try:
             self.table._get_connection().update_item(
-                pk, range_key=sk, actions=self._thread_actions(metadata), condition=condition
+                pk, range_key=sk, actions=self.bodies.thread_actions(metadata), condition=condition
             )
         except UpdateError as error:
-            if aws_error_code(error) != CONDITION_FAILED:
+            if not condition_failed(error):
                 raise
             raise self._thread_gone(context.user_id, metadata.id) from None
         if turn is not None and turn.thread_id == metadata.id:
@@ -384,33 +344,13 @@ class DynamoDBStore(Store[RequestContext]):
         if after is not None:
             cursor = self._sort_key_of(pk, keys.thread_sk(after), f"Thread {after} not found")
         rows, has_more = self._query_page(pk, cursor, limit, order)
-        threads = [self._thread_of(row) for row in rows]
+        threads = [self.bodies.thread_of(row) for row in rows]
         return Page(data=threads, has_more=has_more, after=threads[-1].id if has_more else None)
 
     def _delete_thread(self, thread_id: str, user_id: str) -> None:
         if not thread_rows.mark_deleted(self.table, user_id, thread_id):
             raise NotFoundError(f"Thread {thread_id} not found")
-        pk = keys.items_pk(user_id, thread_id)
-        batch = _DeleteBatch()
-        # Only keys and S3 pointers are needed to delete; DynamoDB pages them by 1 MB.
-        rows = self.table.query(
-            pk, consistent_read=True, attributes_to_get=["pk", "sk", "payload_key", "upload_key"]
-        )
-        for row in rows:
-            doomed = [(row.pk, row.sk)]
-            if row.sk.startswith(keys.ATTACHMENT_PREFIX):
-                # A reference to an attachment sent in this thread: its record goes too.
-                doomed.append((keys.user_pk(user_id), row.sk))
-            if len(batch.rows) + len(doomed) > MAX_BATCH_WRITE:
-                self._delete_rows(batch)
-                batch = _DeleteBatch()
-            batch.rows.extend(doomed)
-            if row.payload_key:
-                batch.payload_keys.append(row.payload_key)
-            if row.upload_key:
-                batch.upload_keys.append(row.upload_key)
-        if batch.rows:
-            self._delete_rows(batch)
+        self.deleter.delete_rows_of(user_id, thread_id)
 
     def _load_thread_items(
         self, thread_id: str, after: str | None, limit: int, order: str, user_id: str
@@ -420,7 +360,7 @@ class DynamoDBStore(Store[RequestContext]):
         if after is not None:
             cursor = self._sort_key_of(pk, keys.item_sk(after), f"Item {after} not found")
         rows, has_more = self._query_page(pk, cursor, limit, order)
-        items = [self._item_of(row) for row in rows]
+        items = [self.bodies.item_of(row) for row in rows]
         return Page(data=items, has_more=has_more, after=items[-1].id if has_more else None)
 
     def _save_item(self, thread_id: str, item: ThreadItem, context: RequestContext) -> None:
@@ -455,7 +395,7 @@ class DynamoDBStore(Store[RequestContext]):
             return
         new = item is not None and item.id in context.new_ids
         checks, writes = self._thread_guard(user_id, thread_id, turn, finish=finish, thread=thread)
-        rows = [*writes, self._item_row(thread_id, item, user_id, new)] if item else writes
+        rows = [*writes, self.bodies.item_row(thread_id, item, user_id, new)] if item else writes
         try:
             transact(self.table, checks, rows)
         except TransactionCancelledError as cancelled:
@@ -465,7 +405,7 @@ class DynamoDBStore(Store[RequestContext]):
                 raise RuntimeError(f"Item id {item.id} is already taken") from None
             # What failed is "no S3 payload": the body shrank back into its row.
             self._drop_payload(user_id, thread_id, item.id)
-            shrunk = self._item_row(thread_id, item, user_id, new, shrunk=True)
+            shrunk = self.bodies.item_row(thread_id, item, user_id, new, shrunk=True)
             transact(self.table, checks, [*writes, shrunk])
         self._after_write(context, thread_id, item, thread)
 
@@ -475,28 +415,6 @@ class DynamoDBStore(Store[RequestContext]):
         if turn is None or turn.thread_id != thread_id:
             return False
         return turn.written.get(keys.item_sk(item.id)) == stored_json(item)[0]
-
-    def _item_row(
-        self, thread_id: str, item: ThreadItem, user_id: str, new: bool, *, shrunk: bool = False
-    ) -> RowWrite:
-        """The item's row write: created only if `new`; otherwise an upsert that fails when a
-        body in S3 comes back into the row (unless `shrunk`: the S3 object is gone)."""
-        json_text, naive = stored_json(item)
-        body, codec, stored_key = self._body(json_text, payload_key(user_id, thread_id, item.id))
-        actions = self._body_actions("item", body, codec, naive)
-        actions.append(self.table.lsi1sk.set(keys.created_sort_key(item.created_at, item.id)))
-        condition: Condition | None = None
-        if stored_key is not None:
-            actions.append(self.table.payload_key.set(stored_key))
-        elif shrunk:
-            actions.append(self.table.payload_key.remove())
-        else:
-            condition = self.table.payload_key.does_not_exist()
-        if new:
-            condition = self.table.pk.does_not_exist()
-        return RowWrite(
-            keys.items_pk(user_id, thread_id), keys.item_sk(item.id), actions, condition
-        )
 
     def _thread_guard(
         self,
@@ -518,13 +436,13 @@ class DynamoDBStore(Store[RequestContext]):
             metadata = thread or turn.pending_thread
             if metadata is None:
                 raise RuntimeError(f"Thread {thread_id} was not saved before its first row")
-            actions = self._thread_actions(metadata)
+            actions = self.bodies.thread_actions(metadata)
             if not finish:
                 actions += thread_rows.lease_actions(table, turn)
             return [], [RowWrite(pk, sk, actions, table.pk.does_not_exist())]
         if not finish and thread is None:
             return [RowCheck(pk, sk, thread_rows.held_by(table, turn))], []
-        actions = self._thread_actions(thread) if thread is not None else []
+        actions = self.bodies.thread_actions(thread) if thread is not None else []
         if finish:
             actions += thread_rows.release_actions(table)
         return [], [RowWrite(pk, sk, actions, thread_rows.held_by(table, turn))]
@@ -548,14 +466,14 @@ class DynamoDBStore(Store[RequestContext]):
             turn.creating, turn.pending_thread, turn.held = False, None, True
             turn.created = True
         if thread is not None:
-            turn.written[keys.thread_sk(thread.id)] = stored_json(_metadata_of(thread))[0]
+            turn.written[keys.thread_sk(thread.id)] = stored_json(metadata_of(thread))[0]
         if item is not None:
             turn.written[keys.item_sk(item.id)] = stored_json(item)[0]
             turn.unsaved.discard(item.id)
 
     def _thread_gone(self, user_id: str, thread_id: str) -> Exception:
         """Why a write guarded by the thread row was refused (one GetItem, on failure only)."""
-        row = self._get(keys.user_pk(user_id), keys.thread_sk(thread_id))
+        row = get_row(self.table, keys.user_pk(user_id), keys.thread_sk(thread_id))
         if not thread_rows.is_live(row):
             return ThreadDeletedError(f"Thread {thread_id} was deleted")
         return ThreadLeaseLostError(f"Thread {thread_id} is being answered by another request")
@@ -565,10 +483,10 @@ class DynamoDBStore(Store[RequestContext]):
             self.payloads.delete([payload_key(user_id, thread_id, item_id)])
 
     def _load_item(self, thread_id: str, item_id: str, user_id: str) -> ThreadItem:
-        row = self._get(keys.items_pk(user_id, thread_id), keys.item_sk(item_id))
+        row = get_row(self.table, keys.items_pk(user_id, thread_id), keys.item_sk(item_id))
         if row is None:
             raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
-        return self._item_of(row)
+        return self.bodies.item_of(row)
 
     def _delete_item(self, thread_id: str, item_id: str, user_id: str) -> None:
         old = self._delete(keys.items_pk(user_id, thread_id), keys.item_sk(item_id))
@@ -588,12 +506,12 @@ class DynamoDBStore(Store[RequestContext]):
                     condition=self.table.pk.exists(),
                 )
             except UpdateError as error:
-                if error.cause_response_code == "ConditionalCheckFailedException":
+                if condition_failed(error):
                     raise NotFoundError(f"Item {item_id} not found in thread {thread_id}") from None
                 raise
 
     def _load_feedback(self, thread_id: str, item_id: str, user_id: str) -> Feedback | None:
-        row = self._get(keys.items_pk(user_id, thread_id), keys.item_sk(item_id))
+        row = get_row(self.table, keys.items_pk(user_id, thread_id), keys.item_sk(item_id))
         if row is None:
             raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
         if row.feedback_kind is None or row.feedback_at is None:
@@ -611,11 +529,11 @@ class DynamoDBStore(Store[RequestContext]):
                 self.table._get_connection().update_item(
                     keys.user_pk(user_id),
                     range_key=record_sk,
-                    actions=self._attachment_actions(attachment),
+                    actions=self.bodies.attachment_actions(attachment),
                     condition=self.table.pk.does_not_exist() if new else None,
                 )
             except UpdateError as error:
-                if aws_error_code(error) == CONDITION_FAILED:
+                if condition_failed(error):
                     raise RuntimeError(f"Attachment id {attachment.id} is already taken") from None
                 raise
             context.new_ids.discard(attachment.id)
@@ -626,12 +544,14 @@ class DynamoDBStore(Store[RequestContext]):
             self.uploads.mark_attached(key)
         metadata["attached"] = True
         sent = attachment.model_copy(update={"metadata": metadata, "upload_descriptor": None})
-        reference = self._body_actions("attachment_ref", compress("{}"), CODEC_ZLIB_JSON, None)
+        reference = self.bodies.body_actions(
+            "attachment_ref", compress("{}"), CODEC_ZLIB_JSON, None
+        )
         reference.append(self.table.upload_key.set(key))
         checks, writes = self._thread_guard(user_id, thread_id, context.turn)
         writes += [
             RowWrite(keys.items_pk(user_id, thread_id), record_sk, reference),
-            RowWrite(keys.user_pk(user_id), record_sk, self._attachment_actions(sent)),
+            RowWrite(keys.user_pk(user_id), record_sk, self.bodies.attachment_actions(sent)),
         ]
         try:
             transact(self.table, checks, writes)
@@ -640,12 +560,10 @@ class DynamoDBStore(Store[RequestContext]):
         self._after_write(context, thread_id, None, None)
 
     def _load_attachment(self, attachment_id: str, user_id: str) -> Attachment:
-        row = self._get(keys.user_pk(user_id), keys.attachment_sk(attachment_id))
+        row = get_row(self.table, keys.user_pk(user_id), keys.attachment_sk(attachment_id))
         if row is None:
             raise NotFoundError(f"Attachment {attachment_id} not found")
-        attachment = ATTACHMENT.validate_json(self._read_body(row))
-        # The one-time upload URL is for the attachments.create answer only.
-        return self._fresh_attachment(attachment.model_copy(update={"upload_descriptor": None}))
+        return self.bodies.attachment_of(row)
 
     def _delete_attachment(self, attachment_id: str, user_id: str) -> None:
         old = self._delete(keys.user_pk(user_id), keys.attachment_sk(attachment_id))
@@ -655,69 +573,7 @@ class DynamoDBStore(Store[RequestContext]):
         if record.thread_id:
             self._delete(keys.items_pk(user_id, record.thread_id), keys.attachment_sk(record.id))
 
-    def _fresh_attachment(self, attachment: Attachment) -> Attachment:
-        return self.uploads.with_fresh_preview(attachment) if self.uploads else attachment
-
-    def _fresh_item(self, item: ThreadItem) -> ThreadItem:
-        """Items are served with newly presigned image previews."""
-        if isinstance(item, UserMessageItem) and item.attachments and self.uploads:
-            fresh = [self._fresh_attachment(attachment) for attachment in item.attachments]
-            return item.model_copy(update={"attachments": fresh})
-        return item
-
     # -- rows ----------------------------------------------------------------------------
-
-    def _thread_of(self, row: TableRecord) -> ThreadMetadata:
-        thread = ThreadMetadata.model_validate_json(self._read_body(row))
-        if row.naive_created_at:
-            thread.created_at = naive_again(thread.created_at)
-        return thread
-
-    def _item_of(self, row: TableRecord) -> ThreadItem:
-        item = THREAD_ITEM.validate_json(self._read_body(row))
-        if row.naive_created_at:
-            item.created_at = naive_again(item.created_at)
-        return self._fresh_item(item)
-
-    def _thread_actions(self, thread: ThreadMetadata) -> list[Action]:
-        json_text, naive = stored_json(_metadata_of(thread))
-        actions = self._body_actions("thread", compress(json_text), CODEC_ZLIB_JSON, naive)
-        actions.append(self.table.lsi1sk.set(keys.created_sort_key(thread.created_at, thread.id)))
-        return actions
-
-    def _attachment_actions(self, attachment: Attachment) -> list[Action]:
-        body = compress(attachment.model_dump_json())
-        return self._body_actions("attachment", body, CODEC_ZLIB_JSON, None)
-
-    def _body_actions(
-        self, kind: str, body: bytes | None, codec: str, naive: bool | None
-    ) -> list[Action]:
-        table = self.table
-        return [
-            table.kind.set(kind),
-            table.codec.set(codec),
-            table.body.set(body) if body is not None else table.body.remove(),
-            table.naive_created_at.set(True) if naive else table.naive_created_at.remove(),
-        ]
-
-    def _body(self, json_text: str, offload_key: str) -> tuple[bytes | None, str, str | None]:
-        """(row body, codec, S3 key): compressed in the row, or in S3 when too big for a row.
-
-        The S3 object is written before the row, so a row never points at nothing.
-        """
-        body = compress(json_text)
-        if len(body) <= self.offload_threshold:
-            return body, CODEC_ZLIB_JSON, None
-        if self.payloads is None:
-            raise ValueError(f"item of {len(body)} compressed bytes needs an S3 payload bucket")
-        self.payloads.put(offload_key, body)
-        return None, CODEC_S3_ZLIB_JSON, offload_key
-
-    def _get(self, pk: str, sk: str) -> TableRecord | None:
-        try:
-            return self.table.get(pk, sk, consistent_read=True)
-        except self.table.DoesNotExist:
-            return None
 
     def _sort_key_of(self, pk: str, sk: str, missing: str) -> str:
         """Resolve a cursor id to its position in the created order (one GetItem)."""
@@ -758,52 +614,6 @@ class DynamoDBStore(Store[RequestContext]):
         )
         old: dict[str, Any] | None = response.get("Attributes")
         return old
-
-    def _delete_rows(self, batch: _DeleteBatch) -> None:
-        """Delete up to 25 rows and their S3 objects (one BatchWriteItem, unprocessed retried)."""
-        # S3 first: if we stop here the rows remain and a repeated delete finds them again.
-        if batch.payload_keys and self.payloads is not None:
-            self.payloads.delete(batch.payload_keys)
-        if batch.upload_keys and self.uploads is not None:
-            self.uploads.delete(batch.upload_keys)
-        requests = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in batch.rows]
-        connection = self.table._get_connection()
-        for attempt in range(self.batch_attempts):
-            response = connection.batch_write_item(delete_items=requests)
-            unprocessed = (response.get("UnprocessedItems") or {}).get(self.table.Meta.table_name)
-            if not unprocessed:
-                return
-            requests = [request["DeleteRequest"]["Key"] for request in unprocessed]
-            if attempt + 1 < self.batch_attempts:
-                self._sleep(self._backoff(attempt))
-        raise StoreUnavailableError(
-            f"DynamoDB left {len(requests)} deletes unprocessed after "
-            f"{self.batch_attempts} attempts; repeat the delete to resume"
-        )
-
-    def _backoff(self, attempt: int) -> float:
-        """Full-jitter exponential backoff."""
-        ceiling = min(self.backoff_cap_seconds, self.backoff_base_seconds * 2**attempt)
-        return random.uniform(0, ceiling)
-
-    def _read_body(self, row: TableRecord) -> str:
-        if row.codec == CODEC_ZLIB_JSON and row.body is not None:
-            return decompress(row.body)
-        if row.codec == CODEC_S3_ZLIB_JSON and row.payload_key and self.payloads is not None:
-            return decompress(self.payloads.get(row.payload_key))
-        raise ValueError(f"row {row.pk}/{row.sk} has an unreadable codec {row.codec!r}")
-
-
-def _guarded[T](function: Callable[..., T], *args: Any) -> T:
-    with unavailable_on_aws_errors():
-        return function(*args)
-
-
-def _metadata_of(thread: ThreadMetadata) -> ThreadMetadata:
-    """The thread's metadata only: a `Thread`'s items are stored as items, never in its row."""
-    if not isinstance(thread, Thread):
-        return thread
-    return ThreadMetadata.model_validate(thread.model_dump(exclude={"items"}))
 
 
 def _turn_of(context: RequestContext) -> Turn:

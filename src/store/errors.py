@@ -53,6 +53,10 @@ class ThreadDeletedError(NotFoundError):
     """The thread was deleted (or never existed) while this request was writing to it."""
 
 
+class S3DeleteError(RuntimeError):
+    """S3 answered a batch delete but left some objects in place (named in the message)."""
+
+
 @contextmanager
 def unavailable_on_aws_errors() -> Iterator[None]:
     """Turn the errors that mean "AWS is not answering now" into StoreUnavailableError.

@@ -6,6 +6,8 @@ import zlib
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from store.aws import delete_s3_objects
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -15,7 +17,6 @@ CODEC_S3_ZLIB_JSON = "s3zjson1"  # body in S3 at payload_key, zlib(JSON)
 
 # DynamoDB caps a row at 400 KB; keys, attributes and a margin stay below it.
 DEFAULT_OFFLOAD_THRESHOLD = 300_000
-S3_DELETE_BATCH = 1000
 
 
 def compress(json_text: str) -> bytes:
@@ -47,13 +48,8 @@ class PayloadBucket:
         return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def delete(self, keys: list[str]) -> None:
-        """Delete the objects (missing ones are fine: a resumed delete repeats itself)."""
-        for start in range(0, len(keys), S3_DELETE_BATCH):
-            chunk = keys[start : start + S3_DELETE_BATCH]
-            response = self._s3.delete_objects(
-                Bucket=self.bucket,
-                Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True},
-            )
-            if response.get("Errors"):
-                failed = ", ".join(error.get("Key", "?") for error in response["Errors"])
-                raise RuntimeError(f"could not delete item payloads from S3: {failed}")
+        """Delete the objects (missing ones are fine: a resumed delete repeats itself).
+
+        Raises S3DeleteError naming the objects S3 did not delete.
+        """
+        delete_s3_objects(self._s3, self.bucket, keys)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import anyio.to_thread
 from pynamodb.exceptions import UpdateError
 
+from store.aws import condition_failed, in_worker
 from store.context import RequestContext
-from store.errors import unavailable_on_aws_errors
-from store.table import TableRecord, quota_pk
+from store.keys import quota_pk, quota_sk
+from store.table import TableRecord
 
 
 class TurnQuota:
@@ -20,25 +20,27 @@ class TurnQuota:
         self.limit = limit
 
     async def take(self, context: RequestContext) -> bool:
-        """Count one turn; False (and nothing counted) when the day's limit is reached."""
-        return await anyio.to_thread.run_sync(self._take, context.user_id)
+        """Count one turn; False (and nothing counted) when the day's limit is reached.
+
+        Raises StoreUnavailableError when DynamoDB does not answer in time.
+        """
+        return await in_worker(self._take, context.user_id)
 
     def _take(self, user_id: str) -> bool:
         today = datetime.now(UTC)
-        row = self.table(quota_pk(user_id), f"D#{today:%Y-%m-%d}")
+        row = self.table(quota_pk(user_id), quota_sk(today))
         try:
-            with unavailable_on_aws_errors():
-                row.update(
-                    actions=[
-                        self.table.turns.add(1),
-                        self.table.kind.set("quota"),
-                        self.table.codec.set("count"),
-                        self.table.expires_at.set(today + timedelta(days=2)),
-                    ],
-                    condition=self.table.turns.does_not_exist() | (self.table.turns < self.limit),
-                )
+            row.update(
+                actions=[
+                    self.table.turns.add(1),
+                    self.table.kind.set("quota"),
+                    self.table.codec.set("count"),
+                    self.table.expires_at.set(today + timedelta(days=2)),
+                ],
+                condition=self.table.turns.does_not_exist() | (self.table.turns < self.limit),
+            )
         except UpdateError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
+            if condition_failed(error):
                 return False
             raise
         return True

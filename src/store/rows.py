@@ -22,7 +22,8 @@ from store.errors import StoreUnavailableError, aws_error_code, unavailable_on_a
 from store.table import TableRecord
 
 CANCELLED = "TransactionCanceledException"
-CONDITION_FAILED = "ConditionalCheckFailed"
+# A transaction's cancellation reason for a row whose condition was false.
+REASON_CONDITION_FAILED = "ConditionalCheckFailed"
 # Cancellation reasons that mean "try again" rather than "your condition is false".
 RETRYABLE_REASONS = frozenset({"ThrottlingError", "TransactionConflict", "InternalServerError"})
 CONTENDED_ATTEMPTS = 3
@@ -46,6 +47,14 @@ def stored_json(model: BaseModel) -> tuple[str, bool]:
 def naive_again(created_at: datetime) -> datetime:
     """A stored UTC time as the naive local time it was saved as."""
     return created_at.astimezone().replace(tzinfo=None)
+
+
+def get_row(table: type[TableRecord], pk: str, sk: str) -> TableRecord | None:
+    """The row (a consistent read), or None when there is none."""
+    try:
+        return table.get(pk, sk, consistent_read=True)
+    except table.DoesNotExist:
+        return None
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ class TransactionCancelledError(Exception):
     reasons: list[str | None] = field(default_factory=list)
 
     def failed(self, index: int) -> bool:
-        return index < len(self.reasons) and self.reasons[index] == CONDITION_FAILED
+        return index < len(self.reasons) and self.reasons[index] == REASON_CONDITION_FAILED
 
 
 def transact(

@@ -1,28 +1,13 @@
-"""The single DynamoDB table: its schema, its key formats, and how to create it.
+"""The single DynamoDB table: its attributes, its index, and how to bind and create it.
 
 This module is the one definition of the table. The store reads and writes through
 `bind_table`, the tests and the local server create the table with `create_table`,
-and `template.yaml` is checked against `table_schema()`.
-
-| entity          | pk                  | sk              | lsi1sk (index "by_created") |
-|-----------------|---------------------|-----------------|-----------------------------|
-| thread          | U#{user}            | T#{thread}      | {created_us:017d}#{thread}  |
-| item            | U#{user}#T#{thread} | I#{item}        | {created_us:017d}#{item}    |
-| attachment      | U#{user}            | A#{attachment}  | (not indexed)               |
-| sent attachment | U#{user}#T#{thread} | A#{attachment}  | (not indexed: for deletes)  |
-| task            | U#{user}#TASKS      | K#{number:010d} | (not indexed)               |
-| task counter    | U#{user}#TASKS      | COUNTER         | (not indexed)               |
-| turn quota      | U#{user}#QUOTA      | D#{yyyy-mm-dd}  | (not indexed; TTL)          |
-
-Every key starts with the user id taken from the request context, so an id guessed
-or copied from another user resolves inside the caller's own key space. Each
-collection that is paged (a user's threads, a thread's items) owns a partition of
-its own, so the sparse local index lists exactly that collection in created order.
+and `template.yaml` is checked against `table_schema()`. What goes in each row's keys
+is in `store.keys`.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pynamodb.attributes import (
@@ -36,9 +21,6 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
-from store.errors import InvalidIdError
-
-SEPARATOR = "#"
 # PynamoDB's defaults (15 s connect, 30 s read, 8 attempts) leave a client waiting 25-47 s
 # when DynamoDB stalls. DynamoDB answers in milliseconds; these bound a stall to seconds.
 CONNECT_TIMEOUT_SECONDS = 0.5
@@ -47,10 +29,8 @@ MAX_ATTEMPTS = 3
 # botocore's standard mode waits at most 2**(n-1) s (random) before retry n (that is after
 # throttling; after a timeout DynamoDB's clients wait at most 25 ms * 2**(n-1)).
 MAX_BACKOFF_SECONDS = 20.0
-MAX_ID_LENGTH = 255
 INDEX_NAME = "by_created"
 TTL_ATTRIBUTE = "expires_at"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class TableRecord(Model):
@@ -165,79 +145,6 @@ def table_schema() -> dict[str, Any]:
     }
 
 
-def check_id(value: str, what: str) -> str:
-    """Return `value` if it can be embedded in a key; raise InvalidIdError otherwise."""
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or SEPARATOR in value:
-        raise InvalidIdError(f"invalid {what} id: must be 1-{MAX_ID_LENGTH} characters without '#'")
-    return value
-
-
-def quota_pk(user_id: str) -> str:
-    return f"U#{user_id}#QUOTA"
-
-
-def user_pk(user_id: str) -> str:
-    return f"U#{user_id}"
-
-
-def thread_sk(thread_id: str) -> str:
-    return f"T#{check_id(thread_id, 'thread')}"
-
-
-def items_pk(user_id: str, thread_id: str) -> str:
-    return f"U#{user_id}#T#{check_id(thread_id, 'thread')}"
-
-
-def item_sk(item_id: str) -> str:
-    return f"I#{check_id(item_id, 'item')}"
-
-
-ATTACHMENT_PREFIX = "A#"
-
-
-def attachment_sk(attachment_id: str) -> str:
-    return f"{ATTACHMENT_PREFIX}{check_id(attachment_id, 'attachment')}"
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Make a timestamp timezone-aware in UTC.
-
-    The SDK creates naive local times (`datetime.now()`): those are read as the
-    machine's local time, so naive and aware timestamps order correctly together.
-    """
-    return moment.astimezone(UTC)
-
-
-def created_sort_key(created_at: datetime, entity_id: str) -> str:
-    """A total order: microseconds since the epoch, then the id to break ties."""
-    created_us = (as_utc(created_at) - EPOCH) // timedelta(microseconds=1)
-    return f"{created_us:017d}#{entity_id}"
-
-
 def dynamodb_client(record: type[TableRecord]) -> Any:
     """The botocore client PynamoDB sends this table's requests with (to count or inject faults)."""
     return record._get_connection().connection.client
-
-
-# -- tasks ---------------------------------------------------------------------------------
-# | task         | U#{user}#TASKS         | K#{number:010d} | (not indexed)               |
-# | task counter | U#{user}#TASKS         | COUNTER         | (not indexed)               |
-# A user's tasks own a partition, so listing them is one Query; the counter row in the same
-# partition hands out task numbers atomically.
-
-TASK_SK_PREFIX = "K#"
-TASK_COUNTER_SK = "COUNTER"
-MAX_TASK_NUMBER = 9_999_999_999  # ten digits keep the zero-padded sort key in number order
-
-
-def tasks_pk(user_id: str) -> str:
-    return f"U#{user_id}#TASKS"
-
-
-def task_sk(number: int) -> str:
-    """The sort key of task `number`; raise InvalidIdError unless it is an int 1-MAX_TASK_NUMBER."""
-    if isinstance(number, bool) or not isinstance(number, int):
-        raise InvalidIdError(f"invalid task number: {number!r} is not an integer")
-    if not 1 <= number <= MAX_TASK_NUMBER:
-        raise InvalidIdError(f"invalid task number: must be 1-{MAX_TASK_NUMBER}")
-    return f"{TASK_SK_PREFIX}{number:010d}"

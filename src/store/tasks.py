@@ -1,6 +1,6 @@
 """TaskStore: each user's numbered task list, in a partition of its own in the single table.
 
-Rows (see store.table): `U#{user}#TASKS` / `K#{number:010d}` holds one task as compressed JSON,
+Rows (see store.keys): `U#{user}#TASKS` / `K#{number:010d}` holds one task as compressed JSON,
 `U#{user}#TASKS` / `COUNTER` holds the last number handed out. Numbers start at 1, come from an
 atomic ADD on the counter, and are never reused, even after a delete.
 
@@ -11,24 +11,20 @@ change with the task it concerned, written in the same transaction, and expires 
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from typing import Any
 
-import anyio.to_thread
 from chatkit.store import NotFoundError
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
 
-from store import table as keys
+from store import keys
+from store.aws import condition_failed, in_worker
 from store.context import RequestContext
-from store.errors import unavailable_on_aws_errors
 from store.payloads import CODEC_ZLIB_JSON, compress, decompress
 from store.rows import RowCheck, RowWrite, TransactionCancelledError, transact
 from store.table import TableRecord
@@ -38,7 +34,6 @@ TASK_KIND = "task"
 COUNTER_KIND = "task_counter"
 COUNTER_CODEC = "none"  # the counter row has no body
 COUNTER_ATTRIBUTE = "last_number"
-CONDITION_FAILED = "ConditionalCheckFailedException"
 OP_KIND = "task_op"
 OP_SK_PREFIX = "OP#"
 OP_LIFETIME = timedelta(days=2)  # longer than anyone retries a message
@@ -93,32 +88,32 @@ class TaskStore:
         stripping); nothing is written then.
         """
         cleaned = clean_title(title)
-        return await self._run(self._add, cleaned, context.user_id)
+        return await in_worker(self._add, cleaned, context.user_id)
 
-    async def list(self, context: RequestContext) -> builtins.list[TaskRecord]:
+    async def load_tasks(self, context: RequestContext) -> list[TaskRecord]:
         """Return the caller's tasks in number order (one Query)."""
-        return await self._run(self._list, context.user_id)
+        return await in_worker(self._load_tasks, context.user_id)
 
     async def complete(self, number: int, context: RequestContext) -> TaskRecord:
         """Mark the task done and return it (a done task keeps its completed_at).
 
         Raises NotFoundError when the caller has no task with this number.
         """
-        return await self._run(self._set_done, _existing_number(number), True, context.user_id)
+        return await in_worker(self._set_done, _existing_number(number), True, context.user_id)
 
     async def reopen(self, number: int, context: RequestContext) -> TaskRecord:
         """Mark the task not done and return it.
 
         Raises NotFoundError when the caller has no task with this number.
         """
-        return await self._run(self._set_done, _existing_number(number), False, context.user_id)
+        return await in_worker(self._set_done, _existing_number(number), False, context.user_id)
 
     async def delete(self, number: int, context: RequestContext) -> TaskRecord:
         """Delete the task and return it as it was; its number is not handed out again.
 
         Raises NotFoundError when the caller has no task with this number.
         """
-        return await self._run(self._delete, _existing_number(number), context.user_id)
+        return await in_worker(self._delete, _existing_number(number), context.user_id)
 
     async def add_once(
         self, title: str, key: str, context: RequestContext
@@ -126,19 +121,16 @@ class TaskStore:
         """`add`, at most once per `key`: a repeat returns the task the first call added and
         True, and writes nothing. Raises ValueError for a bad title, like `add`."""
         cleaned = clean_title(title)
-        return await self._run(self._add_once, cleaned, key, context.user_id)
+        return await in_worker(self._add_once, cleaned, key, context.user_id)
 
     async def delete_once(
         self, number: int, key: str, context: RequestContext
     ) -> tuple[TaskRecord, bool]:
         """`delete`, at most once per `key`: a repeat returns the task as the first call
         deleted it and True. Raises NotFoundError when there is no such task (first call)."""
-        return await self._run(self._delete_once, _existing_number(number), key, context.user_id)
+        return await in_worker(self._delete_once, _existing_number(number), key, context.user_id)
 
     # -- synchronous implementation (runs in a worker thread) ----------------------------
-
-    async def _run[T](self, function: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(partial(_guarded, function, *args))
 
     def _add(self, title: str, user_id: str) -> TaskRecord:
         pk = keys.tasks_pk(user_id)
@@ -206,12 +198,12 @@ class TaskStore:
             return None
         return TaskRecord.model_validate_json(decompress(row.body)) if row.body else None
 
-    def _task_actions(self, task: TaskRecord) -> builtins.list[Action]:
+    def _task_actions(self, task: TaskRecord) -> list[Action]:
         table = self.table
         body = compress(task.model_dump_json())
         return [table.kind.set(TASK_KIND), table.codec.set(CODEC_ZLIB_JSON), table.body.set(body)]
 
-    def _op_actions(self, task: TaskRecord) -> builtins.list[Action]:
+    def _op_actions(self, task: TaskRecord) -> list[Action]:
         table = self.table
         body = compress(task.model_dump_json())
         return [
@@ -235,7 +227,7 @@ class TaskStore:
         )
         return int(response["Attributes"][COUNTER_ATTRIBUTE]["N"])
 
-    def _list(self, user_id: str) -> builtins.list[TaskRecord]:
+    def _load_tasks(self, user_id: str) -> list[TaskRecord]:
         rows = self.table.query(
             keys.tasks_pk(user_id),
             self.table.sk.startswith(keys.TASK_SK_PREFIX),
@@ -283,11 +275,6 @@ class TaskStore:
         record.save(condition=condition)
 
 
-def _guarded[T](function: Callable[..., T], *args: Any) -> T:
-    with unavailable_on_aws_errors():
-        return function(*args)
-
-
 def _op_sk(key: str) -> str:
     """Any key (message ids, titles) as a fixed-length sort key."""
     return OP_SK_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -312,7 +299,7 @@ def _not_found_when_missing(number: int) -> Iterator[None]:
     try:
         yield
     except PynamoDBException as error:
-        if error.cause_response_code == CONDITION_FAILED:
+        if condition_failed(error):
             raise _not_found(number) from None
         raise
 

@@ -15,8 +15,10 @@ from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from store import table as keys
-from store.errors import ThreadBusyError, aws_error_code
+from store import keys
+from store.aws import condition_failed
+from store.errors import ThreadBusyError
+from store.rows import get_row
 from store.table import TableRecord
 from store.turns import Turn, now_ms
 
@@ -24,7 +26,6 @@ THREAD_KIND = "thread"
 DELETED_KIND = "thread_deleted"
 # Longer than any request can run, so no late write of a deleted thread can find it gone.
 TOMBSTONE_LIFETIME = timedelta(days=2)
-CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 def is_live(row: TableRecord | None) -> bool:
@@ -69,9 +70,9 @@ def take_lease(table: type[TableRecord], user_id: str, thread_id: str, turn: Tur
             return_values="ALL_NEW",
         )
     except UpdateError as error:
-        if aws_error_code(error) != CONDITION_FAILED:
+        if not condition_failed(error):
             raise
-        if not is_live(_get(table, pk, sk)):
+        if not is_live(get_row(table, pk, sk)):
             raise NotFoundError(f"Thread {thread_id} not found") from None
         raise ThreadBusyError(f"Thread {thread_id} is answering another message") from None
     return table.from_raw_data(response["Attributes"])
@@ -87,7 +88,7 @@ def release_lease(table: type[TableRecord], user_id: str, thread_id: str, turn: 
             condition=held_by(table, turn),
         )
     except UpdateError as error:
-        if aws_error_code(error) != CONDITION_FAILED:
+        if not condition_failed(error):
             raise
 
 
@@ -111,14 +112,7 @@ def mark_deleted(table: type[TableRecord], user_id: str, thread_id: str) -> bool
             condition=table.pk.exists(),
         )
     except UpdateError as error:
-        if aws_error_code(error) == CONDITION_FAILED:
+        if condition_failed(error):
             return False
         raise
     return True
-
-
-def _get(table: type[TableRecord], pk: str, sk: str) -> TableRecord | None:
-    try:
-        return table.get(pk, sk, consistent_read=True)
-    except table.DoesNotExist:
-        return None

@@ -17,6 +17,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from chatkit.types import Attachment, ImageAttachment
 
+from store.aws import delete_s3_objects
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -112,12 +114,8 @@ class UploadBucket:
         return response["Body"].read()
 
     def delete(self, keys: list[str]) -> None:
-        for start in range(0, len(keys), 1000):
-            chunk = keys[start : start + 1000]
-            self._s3.delete_objects(
-                Bucket=self.bucket,
-                Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True},
-            )
+        """Delete the uploaded objects; raises S3DeleteError naming those S3 did not delete."""
+        delete_s3_objects(self._s3, self.bucket, keys)
 
     def with_fresh_preview(self, attachment: Attachment) -> Attachment:
         """The attachment with a newly presigned preview URL, so a client never gets an

@@ -214,7 +214,7 @@ async def test_bad_tool_arguments_from_the_model_do_not_break_the_turn(
 
     assert assistant_text(events) == "Sorry, I could not add that."
     assert of_type(events, "error") == []
-    assert await tasks.list(alice) == []
+    assert await tasks.load_tasks(alice) == []
     tool_result = fake_openai.requests[1]["messages"][-1]
     assert tool_result["role"] == "tool" and "error" in tool_result["content"].lower()
 

@@ -288,7 +288,7 @@ async def test_a_retry_after_a_provider_error_does_not_repeat_the_tool_and_says_
     )
 
     assert assistant_text(retried) == "It is on your list."
-    assert [task.title for task in await tasks.list(alice)] == ["buy milk"]
+    assert [task.title for task in await tasks.load_tasks(alice)] == ["buy milk"]
     tool_result = fake_openai.requests[-1]["messages"][-1]
     assert tool_result["role"] == "tool" and "already added" in tool_result["content"]
 

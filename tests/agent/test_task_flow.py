@@ -75,7 +75,7 @@ async def test_adding_listing_and_completing_tasks_from_the_widget(
     assert [event["item"]["id"] for event in replaced] == [widget_id]
     assert of_type(acted, "error") == []
     assert all(event.get("item", {}).get("type") != "hidden_context_item" for event in acted)
-    assert [task.done for task in await tasks.list(alice)] == [True, False]
+    assert [task.done for task in await tasks.load_tasks(alice)] == [True, False]
     items = await all_items(store, thread_id, alice)
     saved_widget = next(item for item in items if item.id == widget_id)
     assert isinstance(saved_widget, WidgetItem)
@@ -110,7 +110,7 @@ async def test_widget_buttons_also_work_synchronously(
     )
 
     assert answer["updated_item"]["id"] == widget_id
-    assert await tasks.list(alice) == []
+    assert await tasks.load_tasks(alice) == []
     assert any(
         isinstance(item, HiddenContextItem) for item in await all_items(store, thread_id, alice)
     )
@@ -125,7 +125,7 @@ async def test_users_never_see_each_others_tasks(
 
     widget = widget_item(listed)["widget"]
     assert "buy milk" not in str(widget)
-    assert await tasks.list(bob) == []
+    assert await tasks.load_tasks(bob) == []
 
 
 async def test_a_bad_action_payload_changes_nothing(
@@ -150,4 +150,4 @@ async def test_a_bad_action_payload_changes_nothing(
     )
 
     assert of_type(acted, "error")
-    assert [task.done for task in await tasks.list(alice)] == [False]
+    assert [task.done for task in await tasks.load_tasks(alice)] == [False]

@@ -248,7 +248,7 @@ async def test_add_task_reports_the_new_number(
     result = await invoke(add_task, context, title="  call mum ")
 
     assert result == "Added task #2: call mum"
-    assert [saved.title for saved in await tasks.list(alice)] == ["buy milk", "call mum"]
+    assert [saved.title for saved in await tasks.load_tasks(alice)] == ["buy milk", "call mum"]
 
 
 async def test_add_task_with_a_blank_title_tells_the_model_why(
@@ -257,7 +257,7 @@ async def test_add_task_with_a_blank_title_tells_the_model_why(
     result = await invoke(add_task, agent_context(store, tasks, alice), title="   ")
 
     assert result == "Task not added: task title must not be empty."
-    assert await tasks.list(alice) == []
+    assert await tasks.load_tasks(alice) == []
 
 
 async def test_complete_task_marks_it_done(
@@ -268,7 +268,7 @@ async def test_complete_task_marks_it_done(
     result = await invoke(complete_task, agent_context(store, tasks, alice), number=1)
 
     assert result == "Completed task #1: buy milk"
-    assert [saved.done for saved in await tasks.list(alice)] == [True]
+    assert [saved.done for saved in await tasks.load_tasks(alice)] == [True]
 
 
 async def test_delete_task_removes_it(
@@ -280,7 +280,7 @@ async def test_delete_task_removes_it(
     result = await invoke(delete_task, agent_context(store, tasks, alice), number=1)
 
     assert result == "Deleted task #1: buy milk"
-    assert [saved.number for saved in await tasks.list(alice)] == [2]
+    assert [saved.number for saved in await tasks.load_tasks(alice)] == [2]
 
 
 @pytest.mark.parametrize("tool", [complete_task, delete_task])
@@ -305,7 +305,9 @@ async def test_tools_never_reach_another_users_tasks(
     result = await invoke(tool, agent_context(store, tasks, bob), number=1)
 
     assert result == "Task 1 does not exist"
-    assert [(saved.title, saved.done) for saved in await tasks.list(alice)] == [("alice's", False)]
+    assert [(saved.title, saved.done) for saved in await tasks.load_tasks(alice)] == [
+        ("alice's", False)
+    ]
 
 
 async def test_list_tasks_streams_the_widget_and_tells_the_model_not_to_repeat_it(
@@ -397,7 +399,7 @@ async def run_action(
 async def two_tasks(tasks: TaskStore, alice: RequestContext) -> WidgetItem:
     await tasks.add("buy milk", alice)
     await tasks.add("call mum", alice)
-    return sender_of(await tasks.list(alice))
+    return sender_of(await tasks.load_tasks(alice))
 
 
 async def test_complete_button_replaces_the_widget_in_place_and_tells_the_model(
@@ -419,7 +421,7 @@ async def test_complete_button_replaces_the_widget_in_place_and_tells_the_model(
         THREAD.id,
         ["message"],
     )
-    assert [saved.done for saved in await tasks.list(alice)] == [False, True]
+    assert [saved.done for saved in await tasks.load_tasks(alice)] == [False, True]
 
 
 async def test_reopen_button_reopens_the_task(
@@ -444,7 +446,7 @@ async def test_delete_button_removes_the_row(
     assert [row["label"] for row in rows(replaced.item.widget)] == ["#2"]
     assert isinstance(done, ThreadItemDoneEvent) and isinstance(done.item, HiddenContextItem)
     assert done.item.content == "The user deleted task #1 'buy milk' via the widget."
-    assert [saved.number for saved in await tasks.list(alice)] == [2]
+    assert [saved.number for saved in await tasks.load_tasks(alice)] == [2]
 
 
 @pytest.mark.parametrize("action_type", ["tasks.complete", "tasks.delete"])
@@ -473,7 +475,7 @@ async def test_button_never_reaches_another_users_task(
     assert rows(replaced.item.widget) == []
     assert isinstance(done, ThreadItemDoneEvent) and isinstance(done.item, HiddenContextItem)
     assert "no longer exists" in done.item.content
-    assert [saved.number for saved in await tasks.list(alice)] == [1, 2]
+    assert [saved.number for saved in await tasks.load_tasks(alice)] == [1, 2]
 
 
 @pytest.mark.parametrize(
@@ -487,7 +489,7 @@ async def test_bad_payload_is_an_error_and_changes_nothing(
 
     assert len(events) == 1 and isinstance(events[0], ErrorEvent)
     assert events[0].message is not None and '{"number"' in events[0].message
-    assert [saved.number for saved in await tasks.list(alice)] == [1, 2]
+    assert [saved.number for saved in await tasks.load_tasks(alice)] == [1, 2]
 
 
 async def test_unknown_action_is_an_error(
@@ -505,7 +507,7 @@ async def test_action_without_a_sender_is_an_error(
     events = await run_action(tasks, alice, "tasks.delete", {"number": 1}, None)
 
     assert len(events) == 1 and isinstance(events[0], ErrorEvent)
-    assert [saved.number for saved in await tasks.list(alice)] == [1, 2]
+    assert [saved.number for saved in await tasks.load_tasks(alice)] == [1, 2]
 
 
 async def test_action_from_another_widget_is_an_error(
@@ -522,7 +524,7 @@ async def test_action_from_another_widget_is_an_error(
     events = await run_action(tasks, alice, "tasks.delete", {"number": 1}, other)
 
     assert len(events) == 1 and isinstance(events[0], ErrorEvent)
-    assert [saved.number for saved in await tasks.list(alice)] == [1, 2]
+    assert [saved.number for saved in await tasks.load_tasks(alice)] == [1, 2]
 
 
 # -- through the server --------------------------------------------------------------------

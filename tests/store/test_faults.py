@@ -87,7 +87,7 @@ async def test_unprocessed_deletes_are_retried_with_backoff(
     # Batch 1 is left unprocessed 3 times, then succeeds; batch 2 succeeds at once.
     assert injector.attempts["BatchWriteItem"] == 5
     assert len(waits) == 3
-    assert all(0 <= wait <= store.backoff_cap_seconds for wait in waits)
+    assert all(0 <= wait <= store.deleter.backoff_cap_seconds for wait in waits)
     with pytest.raises(NotFoundError):
         await store.load_thread("thr_1", alice)
     assert (await store.load_thread_items("thr_1", None, 50, "asc", alice)).data == []

@@ -90,7 +90,7 @@ async def test_an_add_during_another_add_gets_its_own_number(
     outer = await tasks.add("outer", alice)
 
     assert sorted([outer.number, inner[0]]) == [1, 2]
-    assert [task.title for task in await tasks.list(alice)] == (
+    assert [task.title for task in await tasks.load_tasks(alice)] == (
         ["outer", "inner"] if outer.number == 1 else ["inner", "outer"]
     )
 
@@ -114,7 +114,7 @@ async def test_title_is_stripped(tasks: TaskStore, alice: RequestContext) -> Non
     task = await tasks.add("  buy milk \n", alice)
 
     assert task.title == "buy milk"
-    assert [saved.title for saved in await tasks.list(alice)] == ["buy milk"]
+    assert [saved.title for saved in await tasks.load_tasks(alice)] == ["buy milk"]
 
 
 async def test_title_of_200_characters_is_accepted(tasks: TaskStore, alice: RequestContext) -> None:
@@ -133,7 +133,7 @@ async def test_bad_title_is_rejected_and_nothing_is_stored(
     with pytest.raises(ValueError, match=message):
         await tasks.add(title, alice)
 
-    assert await tasks.list(alice) == []
+    assert await tasks.load_tasks(alice) == []
     assert (await tasks.add("next", alice)).number == 1
 
 
@@ -144,7 +144,7 @@ async def test_list_is_in_number_order(tasks: TaskStore, alice: RequestContext) 
     for n in range(1, 13):
         await tasks.add(f"task {n}", alice)
 
-    listed = await tasks.list(alice)
+    listed = await tasks.load_tasks(alice)
 
     assert [task.number for task in listed] == list(range(1, 13))
     assert [task.title for task in listed] == [f"task {n}" for n in range(1, 13)]
@@ -158,13 +158,13 @@ async def test_list_is_one_query(
     injector = DynamoDBFaults.of(table)
     injector.observe("Query", lambda: None)
 
-    await tasks.list(alice)
+    await tasks.load_tasks(alice)
 
     assert injector.attempts == {"Query": 1}
 
 
 async def test_empty_list(tasks: TaskStore, alice: RequestContext) -> None:
-    assert await tasks.list(alice) == []
+    assert await tasks.load_tasks(alice) == []
 
 
 # -- complete, reopen, delete ----------------------------------------------------------------
@@ -177,7 +177,7 @@ async def test_complete_marks_the_task_done(tasks: TaskStore, alice: RequestCont
 
     assert done.done is True
     assert done.completed_at is not None and done.completed_at > added.created_at
-    assert await tasks.list(alice) == [done]
+    assert await tasks.load_tasks(alice) == [done]
 
 
 async def test_completing_a_done_task_keeps_its_completion_time(
@@ -198,7 +198,7 @@ async def test_reopen_marks_the_task_open(tasks: TaskStore, alice: RequestContex
     reopened = await tasks.reopen(1, alice)
 
     assert reopened == added
-    assert await tasks.list(alice) == [added]
+    assert await tasks.load_tasks(alice) == [added]
 
 
 async def test_delete_removes_the_task_and_returns_it(
@@ -210,7 +210,7 @@ async def test_delete_removes_the_task_and_returns_it(
     deleted = await tasks.delete(2, alice)
 
     assert deleted == second
-    assert [task.number for task in await tasks.list(alice)] == [1]
+    assert [task.number for task in await tasks.load_tasks(alice)] == [1]
 
 
 @pytest.mark.parametrize("change", ["complete", "reopen", "delete"])
@@ -223,7 +223,7 @@ async def test_missing_number_is_not_found_and_not_created(
     with pytest.raises(NotFoundError):
         await getattr(tasks, change)(number, alice)
 
-    assert [task.number for task in await tasks.list(alice)] == [1]
+    assert [task.number for task in await tasks.load_tasks(alice)] == [1]
 
 
 @pytest.mark.parametrize("change", ["complete", "reopen", "delete"])
@@ -236,7 +236,7 @@ async def test_deleted_task_is_not_found(
     with pytest.raises(NotFoundError):
         await getattr(tasks, change)(1, alice)
 
-    assert await tasks.list(alice) == []
+    assert await tasks.load_tasks(alice) == []
 
 
 # -- isolation -------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ async def alices_tasks(tasks: TaskStore, alice: RequestContext) -> None:
 
 @pytest.mark.usefixtures("alices_tasks")
 async def test_other_users_tasks_are_not_listed(tasks: TaskStore, bob: RequestContext) -> None:
-    assert await tasks.list(bob) == []
+    assert await tasks.load_tasks(bob) == []
 
 
 @pytest.mark.usefixtures("alices_tasks")
@@ -259,14 +259,14 @@ async def test_other_users_tasks_are_not_listed(tasks: TaskStore, bob: RequestCo
 async def test_other_users_task_numbers_are_not_found(
     tasks: TaskStore, alice: RequestContext, bob: RequestContext, change: str
 ) -> None:
-    before = await tasks.list(alice)
+    before = await tasks.load_tasks(alice)
 
     for number in (1, 2):
         with pytest.raises(NotFoundError):
             await getattr(tasks, change)(number, bob)
 
-    assert await tasks.list(alice) == before
-    assert await tasks.list(bob) == []
+    assert await tasks.load_tasks(alice) == before
+    assert await tasks.load_tasks(bob) == []
 
 
 @pytest.mark.usefixtures("alices_tasks")
@@ -277,8 +277,11 @@ async def test_same_number_names_a_different_task_per_user(
 
     await tasks.delete(1, bob)
 
-    assert [task.title for task in await tasks.list(alice)] == ["alice's secret", "alice's other"]
-    assert await tasks.list(bob) == []
+    assert [task.title for task in await tasks.load_tasks(alice)] == [
+        "alice's secret",
+        "alice's other",
+    ]
+    assert await tasks.load_tasks(bob) == []
 
 
 async def test_rows_live_in_the_users_task_partition(
