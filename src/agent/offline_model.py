@@ -23,7 +23,7 @@ from agents.agent_output import AgentOutputSchemaBase
 from agents.handoffs import Handoff
 from agents.items import TResponseInputItem, TResponseOutputItem, TResponseStreamEvent
 from agents.model_settings import ModelSettings
-from agents.models.interface import Model, ModelProvider, ModelTracing
+from agents.models.interface import Model, ModelTracing
 from agents.tool import Tool
 from openai.types.responses import (
     Response,
@@ -254,17 +254,6 @@ class OfflineModel(Model):
             output_index=0,
             sequence_number=next(sequence),
         )
-
-
-class OfflineModelProvider(ModelProvider):
-    """Provides an OfflineModel whatever model name is asked for."""
-
-    def __init__(self, word_delay_seconds: float = 0.03) -> None:
-        self.word_delay_seconds = word_delay_seconds
-
-    def get_model(self, model_name: str | None) -> Model:
-        """Return a new OfflineModel; the name is ignored."""
-        return OfflineModel(self.word_delay_seconds)
 
 
 def _decide(items: list[Mapping[str, Any]], tools: set[str]) -> str | _ToolCall:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -38,14 +37,6 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Feedback:
-    """What a user said about an item ("positive" or "negative") and when."""
-
-    kind: str
-    at: datetime
 
 
 class DynamoDBStore(Store[RequestContext]):
@@ -249,12 +240,6 @@ class DynamoDBStore(Store[RequestContext]):
         thread does not have.
         """
         await self._run(self._save_feedback, thread_id, item_ids, kind, context.user_id)
-
-    async def load_feedback(
-        self, thread_id: str, item_id: str, context: RequestContext
-    ) -> Feedback | None:
-        """Return the feedback recorded on the item, or None; NotFoundError if there is no item."""
-        return await self._run(self._load_feedback, thread_id, item_id, context.user_id)
 
     # -- attachments ---------------------------------------------------------------------
 
@@ -509,14 +494,6 @@ class DynamoDBStore(Store[RequestContext]):
                 if condition_failed(error):
                     raise NotFoundError(f"Item {item_id} not found in thread {thread_id}") from None
                 raise
-
-    def _load_feedback(self, thread_id: str, item_id: str, user_id: str) -> Feedback | None:
-        row = get_row(self.table, keys.items_pk(user_id, thread_id), keys.item_sk(item_id))
-        if row is None:
-            raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
-        if row.feedback_kind is None or row.feedback_at is None:
-            return None
-        return Feedback(kind=row.feedback_kind, at=row.feedback_at)
 
     def _save_attachment(self, attachment: Attachment, context: RequestContext) -> None:
         user_id, key = context.user_id, upload_key(attachment)

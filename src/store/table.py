@@ -143,8 +143,3 @@ def table_schema() -> dict[str, Any]:
         ],
         "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
     }
-
-
-def dynamodb_client(record: type[TableRecord]) -> Any:
-    """The botocore client PynamoDB sends this table's requests with (to count or inject faults)."""
-    return record._get_connection().connection.client

@@ -33,6 +33,7 @@ from tests.agent.conftest import (
     offline_models,
     stream,
 )
+from tests.support.feedback import load_feedback
 
 
 async def new_thread(
@@ -277,7 +278,7 @@ async def test_feedback_is_persisted_on_the_items(
     )
 
     assert result == {}
-    feedback = await store.load_feedback(thread_id, answer.id, alice)
+    feedback = load_feedback(store, thread_id, answer.id, alice)
     assert feedback is not None and feedback.kind == "positive"
 
 

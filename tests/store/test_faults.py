@@ -115,7 +115,7 @@ async def test_deletes_left_unprocessed_too_often_fail_clearly_and_resume(
 
 def test_bound_table_uses_the_configured_attempts(aws: None) -> None:
     from store import bind_table
-    from store.table import dynamodb_client
+    from tests.support.dynamodb_faults import dynamodb_client
 
     record = bind_table("chatkit-attempts", region="us-east-1", max_attempts=6)
 
@@ -183,7 +183,8 @@ async def test_a_dynamodb_that_accepts_but_never_answers_times_out(
 
 def test_calls_are_bounded_to_about_ten_seconds_by_default(aws: None) -> None:
     from store import bind_table
-    from store.table import dynamodb_client, worst_case_seconds
+    from store.table import worst_case_seconds
+    from tests.support.dynamodb_faults import dynamodb_client
 
     config = dynamodb_client(bind_table("chatkit-bounds", region="us-east-1")).meta.config
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from store import RequestContext, TableRecord
 from store.quota import TurnQuota
-from store.table import dynamodb_client
+from tests.support.dynamodb_faults import dynamodb_client
 
 
 async def test_turns_are_counted_up_to_the_limit(

@@ -31,9 +31,16 @@ from typing import Any
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
-from store.table import TableRecord, dynamodb_client
+from store.table import TableRecord
 
 Answer = Callable[[AWSPreparedRequest], AWSResponse]
+
+
+def dynamodb_client(record: type[TableRecord]) -> Any:
+    """The botocore client PynamoDB sends this table's requests with (to count or inject faults)."""
+    return record._get_connection().connection.client
+
+
 _DETOUR = "http://fault-injected.invalid/"
 
 
