@@ -41,6 +41,11 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.fake_aws import FAKE_CREDENTIALS  # noqa: E402
+from tests.support.inputs import user_input  # noqa: E402
+
 SECRET = "abuse-benchmark-secret-of-enough-length"
 TABLE, BUCKET, REGION = "chatkit-bench-abuse", "chatkit-bench-abuse-uploads", "us-east-1"
 LOOP_BLOCK_TARGET_MS = 50.0
@@ -205,14 +210,6 @@ def token(user: str) -> str:
     from devtools.tokens import mint_token
 
     return mint_token(SECRET, user)
-
-
-def user_input(text: str, attachments: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "content": [{"type": "input_text", "text": text}],
-        "attachments": attachments or [],
-        "inference_options": {},
-    }
 
 
 def post(url: str, user: str, request: dict[str, Any], timeout: float = 600) -> httpx.Response:
@@ -430,9 +427,7 @@ def offline_aws() -> Iterator[Calls]:
     from moto import mock_aws
 
     env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
+        **FAKE_CREDENTIALS,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
         "CHATKIT_TABLE_NAME": TABLE,

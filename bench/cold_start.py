@@ -43,6 +43,8 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 from devtools.check_artifact import summarize  # noqa: E402
 from devtools.runtime_emulator import RuntimeApiEmulator, function_url_event  # noqa: E402
 from devtools.tokens import mint_token  # noqa: E402
+from tests.support.fake_aws import FAKE_CREDENTIALS, use_fake_aws  # noqa: E402
+from tests.support.inputs import user_input  # noqa: E402
 from tests.support.lambda_harness import (  # noqa: E402
     base_python,
     harness_artifact,
@@ -63,14 +65,6 @@ FLOOR = "import chatkit.server"
 # What the entry point adds to the floor, step by step (same interpreter, same task root).
 IMPORTS = "import handlers.main"
 BUILT = "from handlers.main import build_app; build_app()"
-
-
-def user_input(text: str) -> dict[str, Any]:
-    return {
-        "content": [{"type": "input_text", "text": text}],
-        "attachments": [],
-        "inference_options": {},
-    }
 
 
 def chatkit_event(request: dict[str, Any]) -> dict[str, Any]:
@@ -97,8 +91,7 @@ def configuration(moto_url: str) -> dict[str, str]:
         "POWERTOOLS_METRICS_DISABLED": "true",
         "LOG_LEVEL": "WARNING",
         "AWS_ENDPOINT_URL": moto_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        **FAKE_CREDENTIALS,
     }
 
 
@@ -263,11 +256,7 @@ def report(runs: dict[str, list[float]]) -> int:
 
 def main() -> int:
     # This process creates the table and bucket in moto: fake credentials, never an account's.
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
-    )
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        os.environ.pop(name, None)
+    use_fake_aws()
     with tempfile.TemporaryDirectory() as workspace, moto_server(TABLE, BUCKET) as moto_url:
         return report(measure(Path(workspace), moto_url))
 

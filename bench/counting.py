@@ -9,7 +9,6 @@ responses.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -21,6 +20,12 @@ from typing import Any
 from chatkit.server import NonStreamingResult, StreamingResult
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+sys.path.insert(0, str(SRC.parent))
+
+from tests.support.fake_aws import use_fake_aws  # noqa: E402
+from tests.support.inputs import user_input  # noqa: E402
+
+__all__ = ["user_input"]
 
 
 def use_offline_aws() -> None:
@@ -28,23 +33,7 @@ def use_offline_aws() -> None:
 
     Call before the first AWS client is created; also puts `src` on `sys.path`.
     """
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SECURITY_TOKEN": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-        }
-    )
-    for name in (
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_DYNAMODB",
-        "AWS_ENDPOINT_URL_S3",
-    ):
-        os.environ.pop(name, None)
+    use_fake_aws()
     if str(SRC) not in sys.path:
         sys.path.insert(0, str(SRC))
 
@@ -120,15 +109,6 @@ def describe(counter: Counter[str]) -> str:
     else:
         parts = [f"{count:,} {name}" for name, count in counter.items() if count]
     return f"{total:,} ({', '.join(parts)})"
-
-
-def user_input(text: str) -> dict[str, Any]:
-    """The `input` of a threads.create / threads.add_user_message request."""
-    return {
-        "content": [{"type": "input_text", "text": text}],
-        "attachments": [],
-        "inference_options": {},
-    }
 
 
 async def call_chatkit(server: Any, request: dict[str, Any], ctx: Any) -> Any:

@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,9 +41,10 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from handlers.auth import mint_token  # noqa: E402
+from devtools.tokens import mint_token  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 LEVELS = (5, 20, 50)
 TURNS = 3
@@ -74,12 +74,6 @@ class User:
 
 
 # -- the server ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager

@@ -3,7 +3,6 @@ DynamoDBStore on a moto table and bucket created from the same definitions as pr
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,21 +19,11 @@ from store import (
 )
 from store.uploads import s3_client
 from tests.support.atomic_moto import make_moto_dynamodb_atomic
+from tests.support.fake_aws import use_fake_aws
+from tests.support.fake_openai import FakeOpenAI, fake_openai_server
 
 # Set before any client is created; moto intercepts every call made with them.
-os.environ.update(
-    AWS_ACCESS_KEY_ID="testing",
-    AWS_SECRET_ACCESS_KEY="testing",
-    AWS_SESSION_TOKEN="testing",
-    AWS_DEFAULT_REGION="us-east-1",
-)
-for variable in (
-    "AWS_PROFILE",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_DYNAMODB",
-    "AWS_ENDPOINT_URL_S3",
-):
-    os.environ.pop(variable, None)
+use_fake_aws()
 
 # DynamoDB applies each single-item write atomically; moto does only when told to.
 make_moto_dynamodb_atomic()
@@ -47,6 +36,12 @@ BUCKET = "chatkit-test-uploads"
 def aws() -> Iterator[None]:
     with mock_aws():
         yield
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with fake_openai_server() as fake:
+        yield fake
 
 
 @pytest.fixture(autouse=True)

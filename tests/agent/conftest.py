@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,7 +16,8 @@ from agent.server import AssistantServer, TurnLimits
 from settings import Settings
 from store import DynamoDBStore, RequestContext, TableRecord
 from store.tasks import TaskStore
-from tests.support.fake_openai import FakeOpenAI, fake_openai_server
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.inputs import user_input
 
 
 def offline_models(word_delay_seconds: float = 0) -> Models:
@@ -31,12 +32,6 @@ def tasks(table: type[TableRecord]) -> TaskStore:
 @pytest.fixture
 def server(store: DynamoDBStore, tasks: TaskStore) -> AssistantServer:
     return AssistantServer(store, tasks, offline_models(), TurnLimits())
-
-
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    with fake_openai_server() as fake:
-        yield fake
 
 
 def compatible_settings(fake: FakeOpenAI, **overrides: Any) -> Settings:
@@ -59,14 +54,6 @@ def compatible_server(
     # Titles come from the offline truncation, so every scripted reply is an answer.
     chat_only = Models(models.provider, models.chat, None, None)
     return AssistantServer(store, tasks, chat_only, limits or TurnLimits())
-
-
-def user_input(text: str) -> dict[str, Any]:
-    return {
-        "content": [{"type": "input_text", "text": text}],
-        "attachments": [],
-        "inference_options": {},
-    }
 
 
 def create_thread(text: str) -> dict[str, Any]:

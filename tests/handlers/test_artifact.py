@@ -24,6 +24,7 @@ import pytest
 from devtools.runtime_emulator import Recorded, RuntimeApiEmulator, function_url_event
 from devtools.tokens import mint_token
 from tests.agent.conftest import add_message, create_thread
+from tests.support.fake_aws import FAKE_CREDENTIALS
 from tests.support.lambda_harness import (
     compiled_from_source,
     harness_artifact,
@@ -61,9 +62,7 @@ def function_configuration(moto_url: str, **overrides: str) -> dict[str, str]:
         "POWERTOOLS_METRICS_NAMESPACE": "ChatKitLambda",
         "LOG_LEVEL": "INFO",
         "AWS_ENDPOINT_URL": moto_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
+        **FAKE_CREDENTIALS,
         **overrides,
     }
 

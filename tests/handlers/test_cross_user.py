@@ -15,6 +15,7 @@ from devtools.tokens import mint_token
 from store import TableRecord
 from tests.conftest import BUCKET, TABLE
 from tests.handlers.conftest import app_client, app_settings
+from tests.support.inputs import user_input
 
 SECRET = "cross-user-test-secret-0123456789abcdef"
 ALICE = {"authorization": f"Bearer {mint_token(SECRET, 'alice')}"}
@@ -37,14 +38,6 @@ def events(response: httpx.Response) -> list[dict[str, Any]]:
     return [
         json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")
     ]
-
-
-def user_input(text: str, attachments: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "content": [{"type": "input_text", "text": text}],
-        "attachments": attachments or [],
-        "inference_options": {},
-    }
 
 
 def snapshot(s3: Any) -> tuple[list[Any], list[str]]:

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,8 @@ from store.attachments import S3AttachmentStore
 from store.uploads import UploadBucket
 from tests.conftest import BUCKET, TABLE
 from tests.handlers.conftest import app_settings
-from tests.support.fake_openai import FakeOpenAI, fake_openai_server
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.inputs import user_input
 from tests.support.logs import tracebacks
 from tests.support.uploads import upload
 
@@ -107,15 +108,6 @@ def token(**claims: Any) -> Callable[[], dict[str, str]]:
 
 def req(request_type: str, /, **params: Any) -> dict[str, Any]:
     return {"type": request_type, "params": params}
-
-
-def user_input(text: str = "hi", attachments: list[Any] | None = None, **extra: Any) -> Any:
-    return {
-        "content": [{"type": "input_text", "text": text}],
-        "attachments": attachments or [],
-        "inference_options": {},
-        **extra,
-    }
 
 
 def nested(depth: int) -> str:
@@ -693,12 +685,6 @@ CASES: list[Case] = [
 def test_the_suite_has_at_least_a_hundred_cases() -> None:
     assert len(CASES) >= 100
     assert len({case.name for case in CASES}) == len(CASES)
-
-
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    with fake_openai_server() as fake:
-        yield fake
 
 
 @pytest.fixture

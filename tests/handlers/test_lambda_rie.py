@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from devtools.runtime_emulator import function_url_event
 from devtools.tokens import mint_token
 from handlers.lambda_events import LambdaContext
 from tests.agent.conftest import create_thread
+from tests.support.fake_aws import FAKE_CREDENTIALS
 from tests.support.lambda_harness import (
     harness_artifact,
     lambda_environment,
@@ -41,6 +41,7 @@ from tests.support.lambda_harness import (
     task_root_copy,
 )
 from tests.support.moto_server import moto_server
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = "chatkit-rie"
@@ -80,8 +81,7 @@ def function_configuration(moto_url: str) -> dict[str, str]:
     """The function's configuration, as template.yaml would set it (offline model)."""
     return {
         "AWS_ENDPOINT_URL": moto_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        **FAKE_CREDENTIALS,
         "AWS_REGION": "us-east-1",
         "CHATKIT_TABLE_NAME": TABLE,
         "CHATKIT_BUCKET_NAME": BUCKET,
@@ -119,9 +119,7 @@ def _start_rie(
     picked, and if another process takes it first RIE exits at once and another is tried.
     """
     for attempt in range(5):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            api_port = int(probe.getsockname()[1])
+        api_port = free_port()
         log = workspace / f"rie-{attempt}.log"
         command = [
             str(binary),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -17,18 +16,12 @@ from handlers.main import build_app
 from settings import Settings
 from store import TableRecord
 from tests.conftest import BUCKET, TABLE
-from tests.support.fake_openai import FakeOpenAI, Reply, fake_openai_server
+from tests.support.fake_openai import FakeOpenAI, Reply
 from tests.support.logs import logged_text
 
 AUTH_SECRET = "AUTH-SECRET-never-to-be-seen-0123456789"
 API_KEY = "sk-API-KEY-never-to-be-seen-9876543210"
 MESSAGE = "MY-PRIVATE-MESSAGE-about-my-medical-results"
-
-
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    with fake_openai_server() as fake:
-        yield fake
 
 
 def settings(fake: FakeOpenAI, **overrides: Any) -> Settings:
