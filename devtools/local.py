@@ -37,14 +37,16 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from devtools.terminal_client import (
-    DEFAULT_URL,
+from devtools.terminal_client import DEFAULT_URL
+from devtools.tokens import (
     DEFAULT_USER,
     REPO_ROOT,
     SECRET_FILE_ENV,
+    TOKEN_HOURS,
     default_secret_file,
+    mint_token,
+    read_secret,
 )
-from devtools.tokens import TOKEN_HOURS, mint_token, read_secret
 from handlers.auth import AuthConfigurationError
 from settings import Settings, SettingsError
 from store import bind_table, create_table

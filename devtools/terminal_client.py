@@ -14,26 +14,20 @@ signs a token for --user with the local dev secret (local URLs only).
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import hmac
 import json
 import os
 import re
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit
 
 import httpx
 
+from devtools.tokens import DEFAULT_USER, default_secret_file, mint_token, read_secret
+
 DEFAULT_URL = "http://127.0.0.1:8000/chatkit"
-DEFAULT_USER = "local-user"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SECRET_FILE_ENV = "CHATKIT_DEV_SECRET_FILE"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Reads wait between events, not for the whole answer: a turn is bounded server-side.
 TIMEOUT = httpx.Timeout(30.0, read=300.0)
@@ -73,26 +67,6 @@ class ChatError(Exception):
     """The request failed: an HTTP error, an `error` event, or no server. Exit code 1."""
 
 
-def default_secret_file(env: Mapping[str, str] | None = None) -> Path:
-    """Where the local server keeps its dev secret: $CHATKIT_DEV_SECRET_FILE or .cache/."""
-    env = os.environ if env is None else env
-    configured = env.get(SECRET_FILE_ENV)
-    return Path(configured) if configured else REPO_ROOT / ".cache" / "dev-secret"
-
-
-def mint_dev_token(secret: str, user_id: str, lifetime_seconds: int = 12 * 3600) -> str:
-    """An HS256 JWT with the claims `devtools.tokens.mint_token` sets (sub, iat, exp).
-
-    Written with the standard library so that this client needs nothing but httpx.
-    """
-    now = int(time.time())
-    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    claims = {"sub": user_id, "iat": now, "exp": now + lifetime_seconds}
-    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    signature = hmac.new(secret.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
-    return f"{header}.{body}.{_b64(signature)}"
-
-
 def resolve_token(
     url: str, token: str | None, user: str, env: Mapping[str, str] | None = None
 ) -> str:
@@ -108,15 +82,12 @@ def resolve_token(
     secret = env.get("AUTH_DEV_SECRET")
     if not secret:
         path = default_secret_file(env)
-        try:
-            secret = path.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            secret = ""
+        secret = read_secret(path)
         if not secret:
             raise ChatError(
                 f"no dev secret in {path}: start ./scripts/serve first, or pass --token"
             )
-    return mint_dev_token(secret, user)
+    return mint_token(secret, user)
 
 
 class ChatClient:
@@ -363,10 +334,6 @@ def _error_message(body: bytes) -> str:
 
 def _is_local(url: str) -> bool:
     return urlsplit(url).hostname in LOCAL_HOSTS
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def _parser() -> argparse.ArgumentParser:

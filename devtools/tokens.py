@@ -11,20 +11,28 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jwt
 
-from devtools.terminal_client import DEFAULT_USER, default_secret_file
-
 TOKEN_HOURS = 12
+DEFAULT_USER = "local-user"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SECRET_FILE_ENV = "CHATKIT_DEV_SECRET_FILE"
 
 
 def mint_token(secret: str, user_id: str, lifetime_seconds: int = TOKEN_HOURS * 3600) -> str:
     """An HS256 token for `user_id` with `sub`, `iat` and `exp`, as `handlers.auth` expects."""
     now = int(time.time())
     return jwt.encode({"sub": user_id, "iat": now, "exp": now + lifetime_seconds}, secret, "HS256")
+
+
+def default_secret_file(env: Mapping[str, str] | None = None) -> Path:
+    """Where the local server keeps its dev secret: $CHATKIT_DEV_SECRET_FILE or .cache/."""
+    env = os.environ if env is None else env
+    configured = env.get(SECRET_FILE_ENV)
+    return Path(configured) if configured else REPO_ROOT / ".cache" / "dev-secret"
 
 
 def read_secret(path: Path) -> str | None:
