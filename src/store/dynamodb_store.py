@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from chatkit.store import NotFoundError, Store, StoreItemType
 from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
@@ -324,13 +325,8 @@ class DynamoDBStore(Store[RequestContext]):
     def _load_threads(
         self, limit: int, after: str | None, order: str, user_id: str
     ) -> Page[ThreadMetadata]:
-        pk = keys.user_pk(user_id)
-        cursor = None
-        if after is not None:
-            cursor = self._sort_key_of(pk, keys.thread_sk(after), f"Thread {after} not found")
-        rows, has_more = self._query_page(pk, cursor, limit, order)
-        threads = [self.bodies.thread_of(row) for row in rows]
-        return Page(data=threads, has_more=has_more, after=threads[-1].id if has_more else None)
+        page = _PageRequest(keys.user_pk(user_id), after, limit, order)
+        return self._load_page(page, keys.thread_sk, "Thread", self.bodies.thread_of)
 
     def _delete_thread(self, thread_id: str, user_id: str) -> None:
         if not thread_rows.mark_deleted(self.table, user_id, thread_id):
@@ -340,13 +336,8 @@ class DynamoDBStore(Store[RequestContext]):
     def _load_thread_items(
         self, thread_id: str, after: str | None, limit: int, order: str, user_id: str
     ) -> Page[ThreadItem]:
-        pk = keys.items_pk(user_id, thread_id)
-        cursor = None
-        if after is not None:
-            cursor = self._sort_key_of(pk, keys.item_sk(after), f"Item {after} not found")
-        rows, has_more = self._query_page(pk, cursor, limit, order)
-        items = [self.bodies.item_of(row) for row in rows]
-        return Page(data=items, has_more=has_more, after=items[-1].id if has_more else None)
+        page = _PageRequest(keys.items_pk(user_id, thread_id), after, limit, order)
+        return self._load_page(page, keys.item_sk, "Item", self.bodies.item_of)
 
     def _save_item(self, thread_id: str, item: ThreadItem, context: RequestContext) -> None:
         self._write_item(thread_id, item, None, context, finish=False)
@@ -552,6 +543,23 @@ class DynamoDBStore(Store[RequestContext]):
 
     # -- rows ----------------------------------------------------------------------------
 
+    def _load_page[M: _Identified](
+        self,
+        page: _PageRequest,
+        sort_key: Callable[[str], str],
+        what: str,
+        read: Callable[[TableRecord], M],
+    ) -> Page[M]:
+        """A page of the partition's rows in created order, read with `read`. The cursor is an
+        id, its row's sort key `sort_key(id)`; NotFoundError names `what` if there is no row."""
+        cursor = None
+        if page.after is not None:
+            missing = f"{what} {page.after} not found"
+            cursor = self._sort_key_of(page.pk, sort_key(page.after), missing)
+        rows, has_more = self._query_page(page.pk, cursor, page.limit, page.order)
+        data = [read(row) for row in rows]
+        return Page(data=data, has_more=has_more, after=data[-1].id if has_more else None)
+
     def _sort_key_of(self, pk: str, sk: str, missing: str) -> str:
         """Resolve a cursor id to its position in the created order (one GetItem)."""
         try:
@@ -591,6 +599,21 @@ class DynamoDBStore(Store[RequestContext]):
         )
         old: dict[str, Any] | None = response.get("Attributes")
         return old
+
+
+@dataclass(frozen=True, slots=True)
+class _PageRequest:
+    """One page of a partition, as the SDK asks for it: after the id `after`, `limit` rows."""
+
+    pk: str
+    after: str | None
+    limit: int
+    order: str
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
 
 
 def _turn_of(context: RequestContext) -> Turn:
