@@ -28,7 +28,7 @@ from store.payloads import (
     payload_key,
 )
 from store.rows import RowCheck, RowWrite, TransactionCancelledError, get_row, stored_json, transact
-from store.table import TableRecord
+from store.table import TableRecord, table_connection
 from store.thread_delete import ThreadRowsDeleter
 from store.turns import Turn
 from store.uploads import UploadBucket, upload_key
@@ -312,7 +312,7 @@ class DynamoDBStore(Store[RequestContext]):
             else self.table.pk.does_not_exist() | thread_rows.live(self.table)
         )
         try:
-            self.table._get_connection().update_item(
+            table_connection(self.table).update_item(
                 pk, range_key=sk, actions=self.bodies.thread_actions(metadata), condition=condition
             )
         except UpdateError as error:
@@ -494,7 +494,7 @@ class DynamoDBStore(Store[RequestContext]):
         if not (thread_id and key and not metadata.get("attached")):
             new = attachment.id in context.new_ids
             try:
-                self.table._get_connection().update_item(
+                table_connection(self.table).update_item(
                     keys.user_pk(user_id),
                     range_key=record_sk,
                     actions=self.bodies.attachment_actions(attachment),
@@ -594,7 +594,7 @@ class DynamoDBStore(Store[RequestContext]):
 
     def _delete(self, pk: str, sk: str) -> dict[str, Any] | None:
         """DeleteItem; returns the old row's raw attributes, or None if there was none."""
-        response = self.table._get_connection().delete_item(
+        response = table_connection(self.table).delete_item(
             pk, range_key=sk, return_values="ALL_OLD"
         )
         old: dict[str, Any] | None = response.get("Attributes")

@@ -19,7 +19,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from store.errors import StoreUnavailableError, aws_error_code, unavailable_on_aws_errors
-from store.table import TableRecord
+from store.table import TableRecord, table_connection
 
 CANCELLED = "TransactionCanceledException"
 # A transaction's cancellation reason for a row whose condition was false.
@@ -123,7 +123,7 @@ def _transact_once(
     writes: list[RowWrite],
     deletes: list[RowCheck],
 ) -> None:
-    connection = table._get_connection().connection
+    connection = table_connection(table).connection
     try:
         with (
             unavailable_on_aws_errors(),

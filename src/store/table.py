@@ -18,6 +18,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
+from pynamodb.connection import TableConnection
 from pynamodb.indexes import AllProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
@@ -143,3 +144,9 @@ def table_schema() -> dict[str, Any]:
         ],
         "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
     }
+
+
+def table_connection(record: type[TableRecord]) -> TableConnection:
+    """PynamoDB's connection to the table, for the calls its Model API does not offer
+    (UpdateItem and DeleteItem returning values, BatchWriteItem of keys, transactions)."""
+    return record._get_connection()

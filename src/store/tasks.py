@@ -27,7 +27,7 @@ from store.aws import condition_failed, in_worker
 from store.context import RequestContext
 from store.payloads import CODEC_ZLIB_JSON, compress, decompress
 from store.rows import RowCheck, RowWrite, TransactionCancelledError, transact
-from store.table import TableRecord
+from store.table import TableRecord, table_connection
 
 MAX_TITLE_LENGTH = 200
 TASK_KIND = "task"
@@ -215,7 +215,7 @@ class TaskStore:
 
     def _next_number(self, pk: str) -> int:
         """Atomically increment the partition's counter (one UpdateItem) and return it."""
-        response = self.table._get_connection().update_item(
+        response = table_connection(self.table).update_item(
             pk,
             range_key=keys.TASK_COUNTER_SK,
             actions=[
@@ -253,7 +253,7 @@ class TaskStore:
 
     def _delete(self, number: int, user_id: str) -> TaskRecord:
         with _not_found_when_missing(number):
-            response = self.table._get_connection().delete_item(
+            response = table_connection(self.table).delete_item(
                 keys.tasks_pk(user_id),
                 range_key=keys.task_sk(number),
                 condition=self.table.pk.exists(),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from store import keys
 from store.errors import StoreUnavailableError
 from store.payloads import PayloadBucket
-from store.table import TableRecord
+from store.table import TableRecord, table_connection
 from store.uploads import UploadBucket
 
 MAX_BATCH_WRITE = 25
@@ -80,9 +80,9 @@ class ThreadRowsDeleter:
         if batch.upload_keys and self.uploads is not None:
             self.uploads.delete(batch.upload_keys)
         requests = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in batch.rows]
-        connection = self.table._get_connection()
+        dynamodb = table_connection(self.table)
         for attempt in range(self.attempts):
-            response = connection.batch_write_item(delete_items=requests)
+            response = dynamodb.batch_write_item(delete_items=requests)
             unprocessed = (response.get("UnprocessedItems") or {}).get(self.table.Meta.table_name)
             if not unprocessed:
                 return

@@ -19,7 +19,7 @@ from store import keys
 from store.aws import condition_failed
 from store.errors import ThreadBusyError
 from store.rows import get_row
-from store.table import TableRecord
+from store.table import TableRecord, table_connection
 from store.turns import Turn, now_ms
 
 THREAD_KIND = "thread"
@@ -62,7 +62,7 @@ def take_lease(table: type[TableRecord], user_id: str, thread_id: str, turn: Tur
         | (table.lease_id == turn.token)  # a retry of our own request
     )
     try:
-        response = table._get_connection().update_item(
+        response = table_connection(table).update_item(
             pk,
             range_key=sk,
             actions=lease_actions(table, turn),
@@ -81,7 +81,7 @@ def take_lease(table: type[TableRecord], user_id: str, thread_id: str, turn: Tur
 def release_lease(table: type[TableRecord], user_id: str, thread_id: str, turn: Turn) -> None:
     """Give the lease back; a lease already given back, taken over or deleted is left alone."""
     try:
-        table._get_connection().update_item(
+        table_connection(table).update_item(
             keys.user_pk(user_id),
             range_key=keys.thread_sk(thread_id),
             actions=release_actions(table),
@@ -99,7 +99,7 @@ def mark_deleted(table: type[TableRecord], user_id: str, thread_id: str) -> bool
     """
     expires = datetime.now(UTC) + TOMBSTONE_LIFETIME
     try:
-        table._get_connection().update_item(
+        table_connection(table).update_item(
             keys.user_pk(user_id),
             range_key=keys.thread_sk(thread_id),
             actions=[

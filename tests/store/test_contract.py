@@ -8,6 +8,7 @@ from chatkit.types import Page, Thread, ThreadMetadata
 
 from store import DynamoDBStore, InvalidIdError, RequestContext
 from tests.store.factories import BASE_TIME, assistant_message, attachment, thread, user_message
+from tests.support.feedback import load_feedback
 
 
 async def test_missing_thread_is_not_found(store: DynamoDBStore, alice: RequestContext) -> None:
@@ -189,7 +190,7 @@ async def test_feedback_is_recorded_on_each_item(
     await store.save_feedback("thr_1", ["msg_1", "msg_2"], "negative", alice)
 
     for item_id in ("msg_1", "msg_2"):
-        feedback = await store.load_feedback("thr_1", item_id, alice)
+        feedback = load_feedback(store, "thr_1", item_id, alice)
         assert feedback is not None and feedback.kind == "negative"
         assert feedback.at.tzinfo is not None
     assert (await store.load_item("thr_1", "msg_1", alice)).id == "msg_1"
@@ -206,7 +207,7 @@ async def test_feedback_on_a_missing_item_is_not_found_and_creates_nothing(
     with pytest.raises(NotFoundError):
         await store.save_feedback("thr_1", ["msg_missing"], "positive", alice)
 
-    assert await store.load_feedback("thr_1", "msg_1", alice) is None
+    assert load_feedback(store, "thr_1", "msg_1", alice) is None
     assert (await store.load_thread_items("thr_1", None, 10, "asc", bob)).data == []
 
 
@@ -219,5 +220,5 @@ async def test_saving_an_item_again_keeps_its_feedback(
 
     await store.save_item("thr_1", assistant_message("msg_1", "thr_1", text="edited"), alice)
 
-    feedback = await store.load_feedback("thr_1", "msg_1", alice)
+    feedback = load_feedback(store, "thr_1", "msg_1", alice)
     assert feedback is not None and feedback.kind == "positive"

@@ -31,14 +31,14 @@ from typing import Any
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
-from store.table import TableRecord
+from store.table import TableRecord, table_connection
 
 Answer = Callable[[AWSPreparedRequest], AWSResponse]
 
 
 def dynamodb_client(record: type[TableRecord]) -> Any:
     """The botocore client PynamoDB sends this table's requests with (to count or inject faults)."""
-    return record._get_connection().connection.client
+    return table_connection(record).connection.client
 
 
 _DETOUR = "http://fault-injected.invalid/"
