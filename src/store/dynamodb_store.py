@@ -1,4 +1,5 @@
-"""DynamoDBStore: chatkit's Store contract on the single table (see store.table)."""
+"""DynamoDBStore: chatkit's Store contract on the single table (rows: store.keys, bodies:
+store.bodies, the thread row as guard: store.thread_rows)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from store import keys
 from store.aws import condition_failed, in_worker
 from store.context import RequestContext
 from store.payloads import CODEC_ZLIB_JSON, compress, decompress
-from store.rows import RowCheck, RowWrite, TransactionCancelledError, transact
+from store.rows import RowCheck, RowWrite, TransactionCancelledError, get_row, transact
 from store.table import TableRecord, table_connection
 
 MAX_TITLE_LENGTH = 200
@@ -174,10 +174,7 @@ class TaskStore:
         done = self._done_op(pk, op_sk)
         if done is not None:
             return done, True
-        try:
-            task = _task_of(self.table.get(pk, sk, consistent_read=True))
-        except self.table.DoesNotExist:
-            raise _not_found(number) from None
+        task = self._load_task(pk, number)
         exists = self.table.pk.exists()
         try:
             transact(
@@ -190,13 +187,19 @@ class TaskStore:
             raise _not_found(number) from None
         return task, False
 
+    def _load_task(self, pk: str, number: int) -> TaskRecord:
+        """The task (one consistent GetItem); NotFoundError when there is none."""
+        row = get_row(self.table, pk, keys.task_sk(number))
+        if row is None:
+            raise _not_found(number)
+        return _task_of(row)
+
     def _done_op(self, pk: str, op_sk: str) -> TaskRecord | None:
         """The task a change recorded under this key concerned, if it was made (one GetItem)."""
-        try:
-            row = self.table.get(pk, op_sk, consistent_read=True)
-        except self.table.DoesNotExist:
+        row = get_row(self.table, pk, op_sk)
+        if row is None or row.body is None:
             return None
-        return TaskRecord.model_validate_json(decompress(row.body)) if row.body else None
+        return TaskRecord.model_validate_json(decompress(row.body))
 
     def _task_actions(self, task: TaskRecord) -> list[Action]:
         table = self.table
@@ -236,12 +239,8 @@ class TaskStore:
         return [_task_of(row) for row in rows]
 
     def _set_done(self, number: int, done: bool, user_id: str) -> TaskRecord:
-        pk, sk = keys.tasks_pk(user_id), keys.task_sk(number)
-        try:
-            row = self.table.get(pk, sk, consistent_read=True)
-        except self.table.DoesNotExist:
-            raise _not_found(number) from None
-        task = _task_of(row)
+        pk = keys.tasks_pk(user_id)
+        task = self._load_task(pk, number)
         if task.done == done:
             return task
         changed = task.model_copy(
