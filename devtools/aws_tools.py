@@ -20,12 +20,12 @@ USAGE = "usage: python -m devtools.aws_tools rie | cfn-lint ARGS..."
 def rie_binary(machine: str | None = None) -> Path:
     """The SAM CLI's RIE binary for `machine` (default: this one's); ValueError when the SAM
     CLI ships none for it, FileNotFoundError when the wheel lacks the expected file."""
-    import samcli
-
     machine = (machine or platform.machine()).lower()
     architecture = ARCHITECTURES.get(machine)
     if architecture is None:
         raise ValueError(f"no RIE binary for {machine}")
+    import samcli
+
     binary = Path(samcli.__file__).parent / "local" / "rapid" / f"aws-lambda-rie-{architecture}"
     if not binary.is_file():
         raise FileNotFoundError(f"the SAM CLI has no RIE binary at {binary}")
