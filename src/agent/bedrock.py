@@ -69,7 +69,7 @@ def bedrock_client(region: str | None, max_retries: int) -> Any:
     Its endpoint is Bedrock's for `region`, unless AWS_ENDPOINT_URL_BEDROCK_RUNTIME (or
     AWS_ENDPOINT_URL) names another: botocore reads those itself."""
     config = Config(
-        retries={"mode": "standard", "max_attempts": max_retries + 1},
+        retries={"mode": "standard", "max_attempts": max_retries},  # retries after the first
         connect_timeout=10,
         read_timeout=60,
         user_agent_extra="chatkit-lambda",

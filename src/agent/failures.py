@@ -72,7 +72,9 @@ def describe_failure(error: BaseException) -> tuple[str, bool]:
             )
         case ClientError() if error.operation_name in BEDROCK_OPERATIONS:
             # Bedrock's answer (an HTTP error or an exception event mid-stream)
-            return _aws_model_failure(error.response.get("Error", {}).get("Code", ""))
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            # An exception event's code is its member name: throttlingException.
+            return _aws_model_failure(code[:1].upper() + code[1:])
         case EndpointConnectionError() | ConnectTimeoutError():
             return ("The model provider could not be reached. Try again.", True)
         case MaxTurnsExceeded():
