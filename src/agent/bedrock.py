@@ -186,8 +186,8 @@ def converse_request(
         if role == "tool":
             result = {
                 "toolUseId": message["tool_call_id"],
-                "content": [{"text": text} for text in _texts(message.get("content"))]
-                or [{"text": ""}],
+                "content": [{"text": text} for text in _texts(message.get("content")) if text]
+                or [{"text": "(no output)"}],
             }
             _append(turns, "user", [{"toolResult": result}])
         elif role == "assistant":
@@ -209,7 +209,7 @@ def converse_request(
                 _append(turns, "assistant", blocks)
         else:
             _append(turns, "user", _user_blocks(message.get("content")))
-    request: dict[str, Any] = {"modelId": model_id, "messages": turns}
+    request: dict[str, Any] = {"modelId": model_id, "messages": _from_a_question(turns)}
     if system:
         request["system"] = system
     if tools:
@@ -226,6 +226,18 @@ def converse_request(
             ]
         }
     return request
+
+
+def _from_a_question(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Converse wants the conversation to start with the user's words: a history window that
+    starts mid-exchange (an answer, or tool results without their call) starts after it."""
+    start = 0
+    while start < len(turns) and (
+        turns[start]["role"] == "assistant"
+        or any("toolResult" in block for block in turns[start]["content"])
+    ):
+        start += 1
+    return turns[start:]
 
 
 def _inference_settings(settings: ModelSettings, has_tools: bool) -> dict[str, Any]:
@@ -282,7 +294,7 @@ def _user_blocks(content: Any) -> list[dict[str, Any]]:
                     "source": {"bytes": data},
                 }
                 blocks.append({"document": document})
-    return blocks or [{"text": " "}]
+    return blocks or [{"text": "(an attachment this model cannot read)"}]
 
 
 def _data_url(url: str) -> tuple[str, bytes]:

@@ -107,3 +107,17 @@ def test_messages_map_onto_converse_turns() -> None:
     # Consecutive tool results are one user turn: Converse wants the roles to alternate.
     assert results["role"] == "user"
     assert [b["toolResult"]["toolUseId"] for b in results["content"]] == ["t1", "t2"]
+
+
+def test_a_history_window_starting_mid_exchange_starts_at_the_next_question() -> None:
+    messages = [
+        {"role": "assistant", "content": "An older answer."},
+        {"role": "tool", "tool_call_id": "t0", "content": ""},
+        {"role": "assistant", "content": "Done."},
+        {"role": "user", "content": "Next?"},
+    ]
+
+    request = converse_request("m", None, messages, [])
+
+    assert request["messages"] == [{"role": "user", "content": [{"text": "Next?"}]}]
+    assert "system" not in request
