@@ -9,8 +9,10 @@ from collections.abc import Iterator
 import pytest
 from agents import Agent, Runner
 from agents.run import RunConfig
+from botocore.exceptions import ClientError
 
 from agent.bedrock import BedrockModel, bedrock_client, converse_request
+from agent.failures import describe_failure
 from tests.support.fake_bedrock import FakeBedrock, Reply, fake_bedrock_server
 
 
@@ -121,3 +123,32 @@ def test_a_history_window_starting_mid_exchange_starts_at_the_next_question() ->
 
     assert request["messages"] == [{"role": "user", "content": [{"text": "Next?"}]}]
     assert "system" not in request
+
+
+@pytest.mark.parametrize(
+    ("code", "words", "allow_retry"),
+    [
+        ("ThrottlingException", "rate limiting", True),
+        ("throttlingException", "rate limiting", True),  # an exception event's member name
+        ("serviceUnavailableException", "temporary error", True),
+        ("ModelTimeoutException", "too long", True),
+        ("AccessDeniedException", "IAM role", False),
+        ("ResourceNotFoundException", "BEDROCK_MODEL_ID", False),
+        ("ValidationException", "refused the request", False),
+    ],
+)
+def test_bedrock_failures_tell_the_user_what_happened(
+    code: str, words: str, allow_retry: bool
+) -> None:
+    error = ClientError({"Error": {"Code": code, "Message": "secret detail"}}, "ConverseStream")
+
+    message, retry = describe_failure(error)
+
+    assert words in message and retry is allow_retry
+    assert "secret detail" not in message
+
+
+def test_other_aws_errors_are_not_blamed_on_the_model() -> None:
+    error = ClientError({"Error": {"Code": "ThrottlingException"}}, "PutItem")
+
+    assert "model" not in describe_failure(error)[0]

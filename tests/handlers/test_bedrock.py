@@ -121,6 +121,9 @@ async def test_text_streams_token_by_token_signed_with_aws_credentials(
         items = await items_of(client, thread_id)
 
     assert text_deltas(events) == ["Hello", ", ", "Alice", "!"]  # one SSE event per token
+    # The title came from the same model (the fake's answer to a title request).
+    titles = [e["thread"]["title"] for e in events if e["type"] == "thread.updated"]
+    assert titles == ["Groceries for the week"]
     assert not [e for e in events if e["type"] == "error"]
     [answer] = [i for i in items if i["type"] == "assistant_message"]
     assert answer["content"][0]["text"] == "Hello, Alice!"
