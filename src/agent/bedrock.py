@@ -9,13 +9,14 @@ module only maps one message shape onto the other. It is imported when the provi
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from typing import Any, cast
 
+import anyio.to_thread
 import boto3
 from agents import (
     AgentOutputSchemaBase,
@@ -325,14 +326,18 @@ class _Chunks:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[ChatCompletionChunk]:
-        response = await asyncio.to_thread(self._client.converse_stream, **self._request)
+        # Worker threads, as the store's calls use: a cancelled turn leaves a blocked read
+        # behind (abandoned), which ends when aclose() closes the connection.
+        response = await anyio.to_thread.run_sync(
+            partial(self._client.converse_stream, **self._request), abandon_on_cancel=True
+        )
         self._stream = response["stream"]
         events: Iterator[dict[str, Any]] = iter(self._stream)
         tool_indexes: dict[int, int] = {}
         seen, finished = 0, False
         while True:
             try:
-                event = await asyncio.to_thread(next, events, None)
+                event = await anyio.to_thread.run_sync(next, events, None, abandon_on_cancel=True)
             except CUT_STREAM_ERRORS as error:
                 raise IncompleteAnswerError("the model's stream was cut") from error
             if event is None:
@@ -398,4 +403,4 @@ class _Chunks:
     async def aclose(self) -> None:
         """Close the connection (a cancelled or failed turn stops reading)."""
         if self._stream is not None:
-            await asyncio.to_thread(self._stream.close)
+            await anyio.to_thread.run_sync(self._stream.close)
