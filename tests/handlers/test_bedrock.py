@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +28,7 @@ from tests.support.fake_bedrock import (
     stream_frames,
 )
 
+SRC = Path(__file__).resolve().parents[2] / "src"
 SECRET = "x" * 40
 MODEL_ID = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 TOKEN = {"authorization": f"Bearer {mint_token(SECRET, 'alice')}"}
@@ -237,4 +239,4 @@ def test_only_the_bedrock_provider_imports_the_bedrock_module() -> None:
         " provider='bedrock', bedrock_model_id='m'))\n"
         "assert 'agent.bedrock' in sys.modules\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd="src")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=SRC)
