@@ -12,7 +12,7 @@ from openai import AsyncOpenAI
 
 from agent.failures import EmptyAnswerError, IncompleteAnswerError
 from agent.offline_model import OfflineModel
-from settings import Settings
+from settings import Settings, SettingsError
 
 Transcriber = Callable[[AudioInput], Awaitable[str]]
 
@@ -66,7 +66,8 @@ def _bedrock_models(settings: Settings) -> Models:
     otherwise). One client, created on the first request, serves answers and titles."""
     from agent.bedrock import BedrockModel, bedrock_client
 
-    assert settings.bedrock_model_id is not None  # Settings.from_env requires it
+    if not settings.bedrock_model_id:
+        raise SettingsError("BEDROCK_MODEL_ID is required when MODEL_PROVIDER=bedrock")
     model = BedrockModel(
         settings.bedrock_model_id,
         lambda: bedrock_client(settings.region, settings.model_max_retries),
