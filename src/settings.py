@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-Provider = Literal["openai", "openai-compatible", "offline"]
+Provider = Literal["openai", "openai-compatible", "offline", "bedrock"]
 AuthMode = Literal["hs256", "oidc"]
-PROVIDERS: tuple[Provider, ...] = ("openai", "openai-compatible", "offline")
+PROVIDERS: tuple[Provider, ...] = ("openai", "openai-compatible", "offline", "bedrock")
 DEFAULT_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
 DEFAULT_UPLOAD_TYPES = (
     "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,text/markdown,text/csv"
@@ -89,6 +89,7 @@ class Settings:
     transcription_model: str | None = None
     offline_word_delay_seconds: float = 0.03
     model_max_retries: int = 2
+    bedrock_model_id: str | None = None  # a model or inference profile id, in `region`
     # Turn bounds: a Lambda keeps running after its client disconnects.
     history_items: int = 30
     max_agent_turns: int = 8
@@ -123,6 +124,9 @@ class Settings:
         if auth_mode not in ("hs256", "oidc"):
             raise SettingsError("AUTH_MODE must be hs256 or oidc")
         provider = _check_provider(provider, base_url, has_key)
+        bedrock_model_id = env.get("BEDROCK_MODEL_ID") or None
+        if provider == "bedrock" and not bedrock_model_id:
+            raise SettingsError("BEDROCK_MODEL_ID is required when MODEL_PROVIDER=bedrock")
         return cls(
             table_name=env.get("CHATKIT_TABLE_NAME") or cls.table_name,
             bucket_name=env.get("CHATKIT_BUCKET_NAME") or cls.bucket_name,
@@ -137,6 +141,7 @@ class Settings:
             or (DEFAULT_TRANSCRIPTION_MODEL if provider == "openai" else None),
             offline_word_delay_seconds=_number(env, "OFFLINE_WORD_DELAY_MS", 30) / 1000,
             model_max_retries=int(_number(env, "MODEL_MAX_RETRIES", cls.model_max_retries)),
+            bedrock_model_id=bedrock_model_id,
             history_items=int(_number(env, "HISTORY_ITEMS", cls.history_items, minimum=1)),
             max_agent_turns=int(_number(env, "MAX_AGENT_TURNS", cls.max_agent_turns, minimum=1)),
             max_turn_seconds=_number(env, "MAX_TURN_SECONDS", cls.max_turn_seconds, minimum=1),

@@ -156,6 +156,9 @@ def evaluate(node: Any, values: dict[str, Any]) -> Any:
         condition, when_true, when_false = node["Fn::If"]
         chosen = when_true if evaluate({"Condition": condition}, values) else when_false
         return evaluate(chosen, values)
+    if "Fn::Sub" in node:
+        text = node["Fn::Sub"]
+        return re.sub(r"\$\{([^}]+)\}", lambda m: str(values.get(m[1], m[1])), text)
     if "Fn::Equals" in node:
         left, right = (evaluate(part, values) for part in node["Fn::Equals"])
         return left == right
@@ -433,6 +436,86 @@ def test_table_access_covers_its_indexes() -> None:
     ]
     assert {"dynamodb:Query", "dynamodb:BatchWriteItem"} <= set(statement["Action"])
     assert {"Fn::Sub": "${ChatKitTable.Arn}/index/*"} in statement["Resource"]
+
+
+BEDROCK_MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
+AWS_VALUES = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012"}
+
+
+def granted(overrides: dict[str, str]) -> list[dict[str, Any]]:
+    """The role's statements, resolved for these parameter values."""
+    values = {**parameter_values(overrides), **AWS_VALUES}
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, list):
+            return [resolve(part) for part in node]
+        if not isinstance(node, dict):
+            return node
+        if "Fn::If" in node:
+            condition, when_true, when_false = node["Fn::If"]
+            chosen = when_true if evaluate({"Condition": condition}, values) else when_false
+            return resolve(chosen)
+        if len(node) == 1 and next(iter(node)) in ("Ref", "Fn::Sub"):
+            return evaluate(node, values)
+        return {key: resolve(value) for key, value in node.items()}
+
+    statements = [resolve(s) for s in template_statements()]
+    return [s for s in statements if s != "AWS::NoValue"]
+
+
+def bedrock_statements(overrides: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        s
+        for s in granted(overrides)
+        if any(action.startswith("bedrock:") for action in as_list(s["Action"]))
+    ]
+
+
+def test_bedrock_is_granted_only_when_it_is_the_provider() -> None:
+    for provider in ("offline", "openai", "openai-compatible"):
+        overrides = {"ModelProvider": provider, "BedrockModelId": BEDROCK_MODEL}
+        assert bedrock_statements(overrides) == []
+        assert "BEDROCK_MODEL_ID" not in function_environment(overrides)
+
+
+def test_bedrock_may_stream_the_configured_model_in_the_stacks_region_only() -> None:
+    overrides = {"ModelProvider": "bedrock", "BedrockModelId": BEDROCK_MODEL}
+
+    [statement] = bedrock_statements(overrides)
+
+    assert statement["Action"] == "bedrock:InvokeModelWithResponseStream"
+    assert statement["Resource"] == f"arn:aws:bedrock:eu-west-1::foundation-model/{BEDROCK_MODEL}"
+    assert function_environment(overrides)["BEDROCK_MODEL_ID"] == BEDROCK_MODEL
+
+
+def test_bedrock_through_an_inference_profile_reaches_the_model_only_through_it() -> None:
+    overrides = {
+        "ModelProvider": "bedrock",
+        "BedrockModelId": BEDROCK_MODEL,
+        "BedrockInferenceProfile": "eu",
+    }
+    profile = f"arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.{BEDROCK_MODEL}"
+
+    through_profile, routed = bedrock_statements(overrides)
+
+    assert through_profile["Resource"] == profile
+    # The profile routes to the model in any Region of its geography, and only it may.
+    assert routed["Resource"] == f"arn:aws:bedrock:*::foundation-model/{BEDROCK_MODEL}"
+    assert routed["Condition"] == {"StringEquals": {"bedrock:InferenceProfileArn": profile}}
+    for statement in (through_profile, routed):
+        assert statement["Action"] == "bedrock:InvokeModelWithResponseStream"
+    # The function calls the profile it is granted.
+    settings = Settings.from_env(function_environment(overrides))
+    assert (settings.provider, settings.bedrock_model_id) == ("bedrock", f"eu.{BEDROCK_MODEL}")
+
+
+def test_bedrock_needs_a_model_id() -> None:
+    secret = {"AuthSecretParameter": "/chatkit-lambda/auth-secret"}
+
+    assert not rules_hold(parameter_values({**secret, "ModelProvider": "bedrock"}))
+    assert rules_hold(
+        parameter_values({**secret, "ModelProvider": "bedrock", "BedrockModelId": BEDROCK_MODEL})
+    )
 
 
 # -- the bucket ----------------------------------------------------------------------------

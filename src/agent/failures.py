@@ -6,6 +6,7 @@ import asyncio
 
 import openai
 from agents.exceptions import MaxTurnsExceeded, ModelBehaviorError
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
 from errors import ClientRequestError
 from settings import SecretUnavailableError
@@ -69,6 +70,13 @@ def describe_failure(error: BaseException) -> tuple[str, bool]:
                 f"The model provider refused the request (HTTP {error.status_code}).",
                 error.status_code >= 500,
             )
+        case ClientError() if error.operation_name in BEDROCK_OPERATIONS:
+            # Bedrock's answer (an HTTP error or an exception event mid-stream)
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            # An exception event's code is its member name: throttlingException.
+            return _aws_model_failure(code[:1].upper() + code[1:])
+        case EndpointConnectionError() | ConnectTimeoutError():
+            return ("The model provider could not be reached. Try again.", True)
         case MaxTurnsExceeded():
             return ("The assistant needed too many steps and was stopped. Try rephrasing.", True)
         case ModelBehaviorError():
@@ -98,3 +106,36 @@ def describe_failure(error: BaseException) -> tuple[str, bool]:
             return ("The model returned an empty answer. Try again.", True)
         case _:
             return ("Something went wrong while answering. Try again.", True)
+
+
+BEDROCK_OPERATIONS = {"ConverseStream", "Converse"}
+AWS_RATE_LIMITS = {"ThrottlingException", "ServiceQuotaExceededException", "TooManyRequests"}
+AWS_TEMPORARY = {
+    "InternalServerException",
+    "ServiceUnavailableException",
+    "ModelStreamErrorException",
+    "ModelNotReadyException",
+}
+AWS_ACCESS = {"AccessDeniedException", "UnrecognizedClientException", "ExpiredTokenException"}
+
+
+def _aws_model_failure(code: str) -> tuple[str, bool]:
+    if code in AWS_RATE_LIMITS:
+        return ("The model provider is rate limiting requests. Try again in a moment.", True)
+    if code == "ModelTimeoutException":
+        return ("The model provider took too long to answer. Try again.", True)
+    if code in AWS_TEMPORARY:
+        return ("The model provider had a temporary error. Try again.", True)
+    if code in AWS_ACCESS:
+        return (
+            "The model provider refused this server's AWS credentials. The administrator "
+            "needs to check the function's IAM role and the model's access in Bedrock.",
+            False,
+        )
+    if code == "ResourceNotFoundException":
+        return (
+            "The model provider does not know the configured model. "
+            "The administrator needs to check BEDROCK_MODEL_ID.",
+            False,
+        )
+    return ("The model provider refused the request.", False)

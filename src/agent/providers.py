@@ -12,7 +12,7 @@ from openai import AsyncOpenAI
 
 from agent.failures import EmptyAnswerError, IncompleteAnswerError
 from agent.offline_model import OfflineModel
-from settings import Settings
+from settings import Settings, SettingsError
 
 Transcriber = Callable[[AudioInput], Awaitable[str]]
 
@@ -39,6 +39,8 @@ def build_models(settings: Settings, api_key: ApiKey | None = None) -> Models:
     """
     if settings.provider == "offline":
         return Models("offline", OfflineModel(settings.offline_word_delay_seconds), None, None)
+    if settings.provider == "bedrock":
+        return _bedrock_models(settings)
 
     client = AsyncOpenAI(
         api_key=api_key or settings.api_key or "not-needed",
@@ -57,6 +59,20 @@ def build_models(settings: Settings, api_key: ApiKey | None = None) -> Models:
         title = FinishedChatCompletionsModel(title_name, openai_client=client)
     transcribe = _transcriber(client, settings.transcription_model)
     return Models(settings.provider, chat, title, transcribe)
+
+
+def _bedrock_models(settings: Settings) -> Models:
+    """Bedrock with the function's IAM role; imported only when chosen (no cold-start cost
+    otherwise). One client, created on the first request, serves answers and titles."""
+    from agent.bedrock import BedrockModel, bedrock_client
+
+    if not settings.bedrock_model_id:
+        raise SettingsError("BEDROCK_MODEL_ID is required when MODEL_PROVIDER=bedrock")
+    model = BedrockModel(
+        settings.bedrock_model_id,
+        lambda: bedrock_client(settings.region, settings.model_max_retries),
+    )
+    return Models("bedrock", model, model, None)
 
 
 def _transcriber(client: AsyncOpenAI, model: str | None) -> Transcriber | None:
