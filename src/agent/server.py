@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import anyio
 from agents import Runner
-from agents.models.fake_id import FAKE_RESPONSES_ID
 from agents.run import RunConfig
 from chatkit.actions import Action
-from chatkit.agents import stream_agent_response
 from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
-from chatkit.store import AttachmentStore, Store
+from chatkit.store import AttachmentStore
 from chatkit.types import (
     AudioInput,
     ErrorEvent,
@@ -24,11 +22,8 @@ from chatkit.types import (
     Page,
     SyncCustomActionResponse,
     ThreadItem,
-    ThreadItemAddedEvent,
     ThreadItemDoneEvent,
-    ThreadItemRemovedEvent,
     ThreadItemReplacedEvent,
-    ThreadItemUpdatedEvent,
     ThreadMetadata,
     ThreadStreamEvent,
     TranscriptionResult,
@@ -44,8 +39,10 @@ from agent.failures import BUSY_MESSAGE, describe_failure, not_saved
 from agent.offline_model import generate_offline_title
 from agent.providers import Models
 from agent.request_checks import RequestChecks, TranscriptionUnavailableError
+from agent.stream_guards import AnswerStream, guarded_answer
 from agent.tasks import TaskAgentContext, handle_task_action
-from agent.turn import AnswerStream, AnswerTurn
+from agent.turn import AnswerTurn
+from agent.turn_store import TurnStore
 from agent.utc import with_utc_times
 from agent.widgets import TASK_ACTIONS
 from errors import ClientRequestError, InvalidRequestError, error_event
@@ -125,7 +122,7 @@ class AssistantServer(ChatKitServer[RequestContext]):
         if admitted.type not in STREAMING_REQUESTS:
             return await super().process(admitted.body, context)
         thread_id = admitted.params.get("thread_id")
-        turn = AnswerTurn.answering(self.limits.max_turn_seconds)
+        turn = AnswerTurn.answering_with(self.limits.max_turn_seconds, self._update_pending_items)
         turn.creating = admitted.type == "threads.create"
         turn_context = context.for_turn(turn)
         result = await super().process(admitted.body, turn_context)
@@ -137,8 +134,9 @@ class AssistantServer(ChatKitServer[RequestContext]):
     async def _in_turn(
         self, events: AsyncGenerator[bytes, None], thread_id: str | None, context: RequestContext
     ) -> AsyncGenerator[bytes, None]:
-        """The request's events as one turn: the thread's lease is taken first (a thread busy
-        with another turn gets an error event) and given back at the end, whatever happens.
+        """The request's events as one turn (the outermost guard, see agent.stream_guards): the
+        thread's lease is taken first (a thread busy with another turn gets an error event)
+        and given back at the end, whatever happens.
 
         Storage failing once events have gone out ends the stream with an error event in
         words; before that, the error reaches the HTTP layer (a 503 or a 404)."""
@@ -175,6 +173,12 @@ class AssistantServer(ChatKitServer[RequestContext]):
                 await self.store.end_turn(context)
                 await events.aclose()
 
+    def _answer_turn(self, context: RequestContext) -> AnswerTurn:
+        """The request's turn; a context made without one (a direct call) gets a fresh one."""
+        if isinstance(context.turn, AnswerTurn):
+            return context.turn
+        return AnswerTurn.answering_with(60.0, self._update_pending_items)
+
     def _event(self, event: ThreadStreamEvent) -> bytes:
         return b"data: " + self._serialize(event) + b"\n\n"
 
@@ -193,13 +197,14 @@ class AssistantServer(ChatKitServer[RequestContext]):
         input_user_message: UserMessageItem | None,
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
-        """Answer with the agent, given the newest `history_items` items of the thread."""
+        """Answer with the agent, given the newest `history_items` items of the thread; its
+        events pass the guards of agent.stream_guards, in the order that module gives."""
         history = await self._history(thread, input_user_message, context)
         converter = AssistantConverter(
             self.attachment_reader, context, self.request_limits.max_attachment_bytes_per_turn
         )
         agent_input = await converter.to_agent_input(history.data[::-1])
-        turn = _answer_turn(context)
+        turn = self._answer_turn(context)
         turn.thread = thread
         agent_context = self._agent_context(thread, input_user_message, history, context, turn)
         title = None
@@ -215,15 +220,17 @@ class AssistantServer(ChatKitServer[RequestContext]):
             run_config=RunConfig(tracing_disabled=True),
         )
         turn.run = run
-        events = _with_real_ids(
-            stream_agent_response(agent_context, run),
-            lambda: self.store.generate_item_id("message", thread, context),
-        )
         answer = AnswerStream(
             self.store, thread, context, turn, max_seconds=self.limits.max_turn_seconds, title=title
         )
+        events = guarded_answer(
+            agent_context,
+            run,
+            lambda: self.store.generate_item_id("message", thread, context),
+            answer,
+        )
         try:
-            async for event in answer.events(events, run):
+            async for event in events:
                 yield event
         except BaseException:
             if title is not None:
@@ -244,7 +251,7 @@ class AssistantServer(ChatKitServer[RequestContext]):
         """The tools' view of the turn: its store, its tasks, what it answers, its effects."""
         return TaskAgentContext(
             thread=thread,
-            store=cast(Store[RequestContext], _TurnStore(self.store, thread.id, history)),
+            store=TurnStore(self.store, thread.id, history),
             request_context=context,
             tasks=self.tasks,
             turn_key=_turn_key(message, history.data),
@@ -287,7 +294,7 @@ class AssistantServer(ChatKitServer[RequestContext]):
             if turn.kept:
                 return
             turn.kept = True
-            pending_items = list(turn.partial_answers())
+            pending_items = list(turn.shown.partial_answers())
             if thread.title is None and turn.first_message:
                 thread.title = generate_offline_title(turn.first_message)
                 await self.store.save_thread(thread, context)
@@ -396,64 +403,6 @@ class TurnStreamingResult(StreamingResult):
         return self.json_events
 
 
-class _TurnStore:
-    """The store, except that the SDK's look at the newest items when a turn starts is
-    answered from the history `respond` just loaded (one Query fewer per turn)."""
-
-    def __init__(self, store: DynamoDBStore, thread_id: str, history: Page[ThreadItem]) -> None:
-        self._store = store
-        self._thread_id = thread_id
-        self._history: Page[ThreadItem] | None = history
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    async def load_thread_items(
-        self, thread_id: str, after: str | None, limit: int, order: str, context: RequestContext
-    ) -> Page[ThreadItem]:
-        history, self._history = self._history, None  # only the first call: later ones are fresh
-        if (
-            history is not None
-            and thread_id == self._thread_id
-            and after is None
-            and order == "desc"
-            and (limit <= len(history.data) or not history.has_more)
-        ):
-            data = history.data[:limit]
-            has_more = len(history.data) > limit or history.has_more
-            return Page(data=data, has_more=has_more, after=data[-1].id if has_more else None)
-        return await self._store.load_thread_items(thread_id, after, limit, order, context)
-
-
-async def _with_real_ids(
-    events: AsyncIterator[ThreadStreamEvent], new_id: Callable[[], str]
-) -> AsyncIterator[ThreadStreamEvent]:
-    """Give assistant messages from Chat Completions models (all `__fake_id__`) unique ids.
-
-    Without this, every answer in a thread would overwrite the previous one.
-    """
-    current: str | None = None
-    async for event in events:
-        match event:
-            case ThreadItemAddedEvent(item=item) if item.id == FAKE_RESPONSES_ID:
-                current = new_id()
-                event = ThreadItemAddedEvent(item=item.model_copy(update={"id": current}))
-            case ThreadItemUpdatedEvent(item_id=item_id) if item_id == FAKE_RESPONSES_ID:
-                current = current or new_id()
-                event = event.model_copy(update={"item_id": current})
-            case ThreadItemDoneEvent(item=item) if item.id == FAKE_RESPONSES_ID:
-                event = ThreadItemDoneEvent(
-                    item=item.model_copy(update={"id": current or new_id()})
-                )
-                current = None
-            case ThreadItemRemovedEvent(item_id=item_id) if item_id == FAKE_RESPONSES_ID:
-                event = ThreadItemRemovedEvent(item_id=current or new_id())
-                current = None
-            case _:
-                pass
-        yield event
-
-
 STREAMING_REQUESTS = frozenset(
     {
         "threads.create",
@@ -464,13 +413,6 @@ STREAMING_REQUESTS = frozenset(
         "threads.custom_action",
     }
 )
-
-
-def _answer_turn(context: RequestContext) -> AnswerTurn:
-    """The request's turn; a context made without one (a direct call) gets a fresh one."""
-    if isinstance(context.turn, AnswerTurn):
-        return context.turn
-    return AnswerTurn.answering(60.0)
 
 
 def _turn_key(message: UserMessageItem | None, history: list[ThreadItem]) -> str | None:
