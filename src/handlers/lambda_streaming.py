@@ -27,10 +27,9 @@ runtime `AWS_LAMBDA_EXEC_WRAPPER=/var/task/run-streaming.sh` replaces the runtim
   boto3 client, credential, connection pool or HTTP connection is ever in a snapshot. A hook
   failing before the snapshot is an init error (exit 64); after the restore, or a build failing
   then, is reported to /runtime/restore/error (exit 65), as awslambdaric does.
-  Hooks: `register_before_snapshot` / `register_after_restore` below have the semantics of AWS's
-  `snapshot_restore_py` (before-snapshot hooks run last-registered first, after-restore hooks
-  in registration order); when `snapshot_restore_py` is importable its hooks run too (ours
-  after theirs at restore, before theirs at snapshot).
+  Hooks are the ones registered with AWS's `snapshot_restore_py` (importable from the runtime
+  directory on Lambda): before-snapshot hooks run last-registered first, after-restore hooks
+  in registration order, as awslambdaric runs them.
 """
 
 from __future__ import annotations
@@ -65,8 +64,6 @@ DEADLINE_SAFETY_SECONDS = 0.1
 UNKNOWN_DEADLINE_WAIT_SECONDS = 10.0
 
 Hook = tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]
-_before_snapshot: list[Hook] = []
-_after_restore: list[Hook] = []
 
 
 class RuntimeApiError(RuntimeError):
@@ -335,19 +332,8 @@ async def _forward(
     return None
 
 
-def register_before_snapshot[F: Callable[..., object]](func: F, *args: Any, **kwargs: Any) -> F:
-    """Run `func(*args, **kwargs)` before a SnapStart snapshot (last registered runs first)."""
-    _before_snapshot.append((func, args, kwargs))
-    return func
-
-
-def register_after_restore[F: Callable[..., object]](func: F, *args: Any, **kwargs: Any) -> F:
-    """Run `func(*args, **kwargs)` after a SnapStart restore (in registration order)."""
-    _after_restore.append((func, args, kwargs))
-    return func
-
-
-def _aws_hooks() -> tuple[list[Hook], list[Hook]]:
+def _snapshot_hooks() -> tuple[list[Hook], list[Hook]]:
+    """The hooks registered with `snapshot_restore_py`: (before snapshot, after restore)."""
     try:
         aws = importlib.import_module("snapshot_restore_py")
     except ImportError:
@@ -369,17 +355,17 @@ def initialize(
             return build()
         except Exception as error:
             _fail_init(api, error, exit_code=1)
-    aws_before, aws_after = _aws_hooks()
+    before_snapshot, after_restore = _snapshot_hooks()
     try:
         preload()
-        for func, args, kwargs in reversed(aws_before + _before_snapshot):
+        for func, args, kwargs in reversed(before_snapshot):
             func(*args, **kwargs)
     except Exception as error:
         _fail_init(api, error, exit_code=64)
     try:
         api.restore_next()
         random.seed()  # every restored copy would otherwise draw the same numbers
-        for func, args, kwargs in aws_after + _after_restore:
+        for func, args, kwargs in after_restore:
             func(*args, **kwargs)
         return build()
     except Exception as error:

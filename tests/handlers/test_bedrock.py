@@ -27,6 +27,7 @@ from tests.support.fake_bedrock import (
     fake_bedrock_server,
     stream_frames,
 )
+from tests.support.inputs import user_input
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 SECRET = "x" * 40
@@ -49,14 +50,6 @@ def bedrock_settings() -> Settings:
         auth_dev_secret=SECRET,
         model_max_retries=0,
     )
-
-
-def user_input(text: str) -> dict[str, Any]:
-    return {
-        "content": [{"type": "input_text", "text": text}],
-        "attachments": [],
-        "inference_options": {},
-    }
 
 
 def events_of(text: str) -> list[dict[str, Any]]:

@@ -44,6 +44,7 @@ from store import DynamoDBStore, PayloadBucket, RequestContext, TableRecord
 from store.tasks import TaskStore
 from tests.agent.conftest import create_thread
 from tests.conftest import BUCKET
+from tests.support.snapshot_hooks import snapshot_restore_stand_in
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
@@ -519,14 +520,16 @@ def test_bad_deadline_margin_is_an_init_error(runtime: RuntimeApiEmulator) -> No
     assert "STREAM_DEADLINE_MARGIN_MS" in runtime.wait_for_init_error(5).error()["errorMessage"]
 
 
-def test_snapstart_builds_the_app_after_the_restore(runtime: RuntimeApiEmulator) -> None:
-    from handlers import lambda_streaming
-
+def test_snapstart_builds_the_app_after_the_restore(
+    runtime: RuntimeApiEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hooks = snapshot_restore_stand_in()
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", hooks)
     steps: list[str] = []
-    lambda_streaming.register_before_snapshot(steps.append, "before snapshot: first registered")
-    lambda_streaming.register_before_snapshot(steps.append, "before snapshot: last registered")
-    lambda_streaming.register_after_restore(steps.append, "after restore: first registered")
-    lambda_streaming.register_after_restore(steps.append, "after restore: last registered")
+    hooks.register_before_snapshot(steps.append, "before snapshot: first registered")
+    hooks.register_before_snapshot(steps.append, "before snapshot: last registered")
+    hooks.register_after_restore(steps.append, "after restore: first registered")
+    hooks.register_after_restore(steps.append, "after restore: last registered")
 
     def preload() -> None:
         random.seed(7)  # the state every restored copy would share
@@ -536,11 +539,7 @@ def test_snapstart_builds_the_app_after_the_restore(runtime: RuntimeApiEmulator)
         steps.append(f"build (restored: {runtime.restore_requested.is_set()})")
         return scripted
 
-    try:
-        app = initialize(RuntimeApi(runtime.address), build, preload=preload, snap_start=True)
-    finally:
-        lambda_streaming._before_snapshot.clear()
-        lambda_streaming._after_restore.clear()
+    app = initialize(RuntimeApi(runtime.address), build, preload=preload, snap_start=True)
 
     assert app is scripted
     assert steps == [
