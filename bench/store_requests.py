@@ -5,7 +5,8 @@ Runs fully offline against moto's in-process `mock_aws`. For threads of 10, 1,00
 that touches the store (driven through `ChatKitServer.process`), counting at the botocore
 level: one `before-call` event per API call, items read from the parsed responses.
 Seeding is not counted. Prints a Markdown table and exits non-zero when a request budget
-from DESIGN.md section 4 is exceeded (see `check`).
+is exceeded (see `check`: a single-object call is 1 request, a page at most 2, and no cost
+but a delete's grows with the thread; docs/architecture.md, "The table").
 
     uv run python bench/store_requests.py        # from the repository root
 """

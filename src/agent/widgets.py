@@ -1,8 +1,8 @@
 """The widgets the task assistant shows: the task list, whose buttons are widget actions.
 
-The layout lives in `widgets/task_list.widget` (a ChatKit widget template, editable in
-https://widgets.chatkit.studio); this module prepares its data: counts, labels and the actions
-each button sends to `ChatKitServer.action()`.
+The layout lives in `templates/task_list.widget` beside this module (a ChatKit widget template,
+editable in https://widgets.chatkit.studio); this module prepares its data: counts, labels and
+the actions each button sends to `ChatKitServer.action()`.
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ from devtools.terminal_client import resolve_token
 from devtools.tokens import token_main
 
 REPO = Path(__file__).resolve().parents[2]
-STARTUP_SECONDS = 240  # an upper bound only: two servers importing the agent stack on a busy machine
+# An upper bound only: two servers importing the agent stack on a busy machine.
+STARTUP_SECONDS = 240
 COMMAND_SECONDS = 30
 # Never inherited: the test must use the offline model, its own secret, and moto only.
 INHERITED_NOT = ("MODEL_", "OPENAI_", "AUTH_", "OIDC_", "CHATKIT_", "AWS_ENDPOINT_URL")
