@@ -1,38 +1,52 @@
 """Cold start and memory of the function as it ships: the built artifact, started the way
 Lambda's managed python3.13 runtime starts it (tests/support/lambda_harness.py: the Makefile's
 recipe for this machine, a read-only task root, the runtime's bootstrap and variables, the base
-interpreter, `PYTHONDONTWRITEBYTECODE` unset).
+interpreter, `PYTHONDONTWRITEBYTECODE` unset), configured as the template deploys it: HS256
+tokens whose secret is read from SSM, the offline model, the table and bucket (a moto server).
 
-In one run, alternating, `RUNS` times after one warm-up of each:
+In one run, `--runs` rounds (default 9) after one warm-up of each; every round starts each of
+these once, in the same order, so the paired ratios compare starts made under the same load:
 
 - **artifact**: the artifact with its bytecode: process start to its first GET
   /runtime/invocation/next (init done), and to the first SSE event of the first request
-  (`threads.create`, queued before the start, offline model);
+  (`threads.create`, queued before the start: it reads the secret, creates the DynamoDB client);
 - **no bytecode**: the same artifact without its `__pycache__` directories (what a build that
   installs without compiling ships: every module compiled on every cold start);
 - **floor**: `python -c "import chatkit.server"` from the artifact with its bytecode (the same
-  dependencies, compiled), to its end.
+  dependencies, compiled), to its end; then `import handlers.main` and `build_app()` the same
+  way: what each step adds.
+
+Each start also reports its CPU time (user + system, from /proc) until `/next` or the end of the
+import. With valgrind installed (`apt-get install valgrind`), the instructions each of the
+artifact (to its first `/next`) and the floor execute are counted once more (cachegrind; a
+count does not depend on the machine's load, unlike times; `--no-instructions` skips it, which
+saves ~5 minutes on a loaded machine; perf's hardware counters need a PMU, which VMs often lack).
 
 Then one function serves 20 turns (`threads.create`, then 19 `threads.add_user_message` on that
 thread): peak RSS (VmHWM) after init and after the 20 turns. And what the artifact contains.
 
-Prints Markdown and PASS/FAIL lines (artifact to /next within 1.15x the floor, medians; the
-artifact without bytecode slower than with it; peak RSS under 512 MB); exits 1 on a FAIL.
+Prints Markdown and PASS/FAIL lines (the artifact reaches /next within 1.15x the floor: wall
+and CPU, medians of the paired ratios, and instructions when counted; the artifact without
+bytecode slower than with it; peak RSS under 512 MB); exits 1 on a FAIL.
 
-    uv run python bench/cold_start.py      # from the repository root, ~3 minutes
+    uv run python bench/cold_start.py      # from the repository root, ~5-10 minutes
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,16 +69,38 @@ from tests.support.lambda_harness import (  # noqa: E402
 )
 from tests.support.moto_server import moto_server  # noqa: E402
 
-RUNS = 7
+RUNS = 9
 TURNS = 20
 TARGET = 1.15
 MEMORY_MB = 512
 TABLE, BUCKET = "chatkit-bench", "chatkit-bench-uploads"
+SECRET_PARAMETER = "/chatkit-lambda/auth-secret"
 SECRET = "bench-secret-that-is-long-enough-for-hs256"
 FLOOR = "import chatkit.server"
 # What the entry point adds to the floor, step by step (same interpreter, same task root).
 IMPORTS = "import handlers.main"
 BUILT = "from handlers.main import build_app; build_app()"
+STARTS = ("artifact", "no bytecode", "floor", "app imports", "app built")
+# The harness's instrument (a usercustomize logging compilations) is for the tests only.
+INSTRUMENT = ("PYTHONUSERBASE", "HARNESS_COMPILED_LOG", "HARNESS_MARKS")
+CACHEGRIND = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes"]
+
+
+@dataclass
+class Start:
+    """One start: seconds to /next (or the end of the floor's import), to the first SSE event
+    (0 for the floor), and CPU seconds until /next."""
+
+    ready: float
+    first_byte: float
+    cpu: float
+
+
+@dataclass
+class Runs:
+    starts: dict[str, list[Start]] = field(default_factory=dict)
+    instructions: dict[str, int] = field(default_factory=dict)
+    rss: tuple[float, float] = (0.0, 0.0)
 
 
 def chatkit_event(request: dict[str, Any]) -> dict[str, Any]:
@@ -82,34 +118,49 @@ def add_message(thread_id: str, text: str) -> dict[str, Any]:
 
 
 def configuration(moto_url: str) -> dict[str, str]:
+    """The function's variables as the template sets them, on moto."""
     return {
         "CHATKIT_TABLE_NAME": TABLE,
         "CHATKIT_BUCKET_NAME": BUCKET,
-        "AUTH_DEV_SECRET": SECRET,
+        "AUTH_MODE": "hs256",
+        "AUTH_SECRET_PARAMETER": SECRET_PARAMETER,
         "MODEL_PROVIDER": "offline",
         "OFFLINE_WORD_DELAY_MS": "0",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-        "LOG_LEVEL": "WARNING",
+        "POWERTOOLS_SERVICE_NAME": "chatkit-lambda",
+        "POWERTOOLS_METRICS_NAMESPACE": "ChatKitLambda",
+        "LOG_LEVEL": "INFO",
         "AWS_ENDPOINT_URL": moto_url,
         **FAKE_CREDENTIALS,
     }
 
 
+def function_environment(task_root: Path, runtime: Path, api: str, moto_url: str) -> dict[str, str]:
+    env = lambda_environment(task_root, runtime, api, configuration(moto_url))
+    return {name: value for name, value in env.items() if name not in INSTRUMENT}
+
+
+def python_environment(moto_url: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "LANG": "en_US.UTF-8", "TZ": ":UTC", **configuration(moto_url)}
+
+
 @contextmanager
-def function(task_root: Path, runtime: Path, moto_url: str) -> Iterator[tuple[Any, Any, float]]:
-    """The function started from `task_root`: (process, Runtime API, start time)."""
+def function(
+    task_root: Path, runtime: Path, moto_url: str, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[subprocess.Popen[bytes], RuntimeApiEmulator, float]]:
+    """The function started from `task_root` (under `prefix`, e.g. valgrind): (process,
+    Runtime API, start time)."""
     with RuntimeApiEmulator() as api:
-        env = lambda_environment(task_root, runtime, api.address, configuration(moto_url))
-        yield_started = time.perf_counter()
+        env = function_environment(task_root, runtime, api.address, moto_url)
+        started = time.perf_counter()
         process = subprocess.Popen(
-            [str(runtime / "bootstrap")],
+            [*prefix, str(runtime / "bootstrap")],
             cwd=task_root,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
-            yield process, api, yield_started
+            yield process, api, started
         finally:
             api.close()
             process.wait(timeout=60)
@@ -121,31 +172,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cold_start(task_root: Path, runtime: Path, moto_url: str) -> tuple[float, float, float]:
-    """Seconds from process start to the first /next and to the first SSE event, and the CPU
-    seconds the process used until that /next."""
+def cold_start(task_root: Path, runtime: Path, moto_url: str) -> Start:
     cpu: list[float] = []
     with function(task_root, runtime, moto_url) as (process, api, started):
         api.on_next = lambda call: cpu.append(cpu_seconds(process.pid)) if call == 1 else None
         request_id = api.add_invocation(create_thread("Hello"))
         answer = api.result(request_id, timeout=300)
-        assert answer.kind == "response" and api.first_next_at is not None
-        return api.first_next_at - started, answer.chunks[1].arrived - started, cpu[0]
+        assert answer.kind == "response" and api.first_next_at is not None, answer.body[:300]
+        return Start(api.first_next_at - started, answer.chunks[1].arrived - started, cpu[0])
 
 
-def python_until_ready(task_root: Path, code: str, moto_url: str) -> tuple[float, float, float]:
-    """Seconds from starting the base interpreter in `task_root` to the end of `code` (no
-    first byte: 0), and the CPU seconds it used until then."""
+def python_until_ready(task_root: Path, code: str, moto_url: str) -> Start:
+    """Seconds from starting the base interpreter in `task_root` to the end of `code`."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(base_python()), "-c", f"{code}; print('ready', flush=True)"],
         cwd=task_root,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "LANG": "en_US.UTF-8",
-            "TZ": ":UTC",
-            **configuration(moto_url),
-        },
+        env=python_environment(moto_url),
         stdout=subprocess.PIPE,
     )
     assert process.stdout is not None
@@ -154,7 +197,70 @@ def python_until_ready(task_root: Path, code: str, moto_url: str) -> tuple[float
     ready = time.perf_counter() - started
     cpu = cpu_seconds(process.pid)
     process.wait(timeout=60)
-    return ready, 0.0, cpu
+    return Start(ready, 0.0, cpu)
+
+
+def counted(output: Path) -> int:
+    """The instruction count in cachegrind's output file."""
+    for line in output.read_text().splitlines():
+        if line.startswith("summary:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no summary in {output}")
+
+
+def artifact_instructions(task_root: Path, runtime: Path, moto_url: str, out: Path) -> int:
+    """Instructions the artifact executes until its first /next (bash and the exec wrapper's
+    shell excluded: each exec replaces the count with the new program's). It is stopped there
+    with SIGTERM, as the floor is at the end of its import."""
+    prefix = (*CACHEGRIND, f"--cachegrind-out-file={out}")
+    with function(task_root, runtime, moto_url, prefix) as (process, api, _):
+        if not api.waiting_for_next.wait(timeout=3600):
+            raise RuntimeError("the function never asked for an event under valgrind")
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=600)
+    return counted(out)
+
+
+def floor_instructions(task_root: Path, moto_url: str, out: Path) -> int:
+    code = f"{FLOOR}; print('ready', flush=True); import time; time.sleep(3600)"
+    process = subprocess.Popen(
+        [*CACHEGRIND, f"--cachegrind-out-file={out}", str(base_python()), "-c", code],
+        cwd=task_root,
+        env={**python_environment(moto_url), "PYTHONHASHSEED": "0"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    if process.stdout.readline() != b"ready\n":
+        raise RuntimeError("the floor failed under valgrind")
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=600)
+    return counted(out)
+
+
+def count_instructions(task_root: Path, runtime: Path, moto_url: str, work: Path) -> dict[str, int]:
+    """Both counts, measured at the same time (one run each: a count barely varies)."""
+    counts: dict[str, int] = {}
+    errors: list[BaseException] = []
+
+    def run(name: str, measure: Callable[[], int]) -> None:
+        try:
+            counts[name] = measure()
+        except BaseException as error:  # reported below, in the main thread
+            errors.append(error)
+
+    jobs = {
+        "artifact": lambda: artifact_instructions(task_root, runtime, moto_url, work / "a.cg"),
+        "floor": lambda: floor_instructions(task_root, moto_url, work / "f.cg"),
+    }
+    threads = [threading.Thread(target=run, args=job) for job in jobs.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return counts
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -188,64 +294,88 @@ def fresh(task_root: Path) -> Path:
     return task_root
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:,.0f}"
-
-
-def measure(workspace: Path, moto_url: str) -> dict[str, list[float]]:
+def measure(workspace: Path, moto_url: str, rounds: int, instructions: bool) -> Runs:
     artifact = harness_artifact()
     with_bytecode = task_root_copy(artifact, workspace / "with")
     without = task_root_copy(artifact, workspace / "without", bytecode=False)
     runtime = runtime_dir(workspace / "runtime")
-    starts: dict[str, Callable[[], tuple[float, float, float]]] = {
+    starts: dict[str, Callable[[], Start]] = {
         "artifact": lambda: cold_start(with_bytecode, runtime, moto_url),
         "no bytecode": lambda: cold_start(fresh(without), runtime, moto_url),
         "floor": lambda: python_until_ready(with_bytecode, FLOOR, moto_url),
         "app imports": lambda: python_until_ready(with_bytecode, IMPORTS, moto_url),
         "app built": lambda: python_until_ready(with_bytecode, BUILT, moto_url),
     }
-    runs: dict[str, list[float]] = {}
+    runs = Runs()
     try:
         for start in starts.values():
             start()  # warm-up: the page cache
-        for _ in range(RUNS):
+        for round_number in range(rounds):
+            print(f"round {round_number + 1}/{rounds}", file=sys.stderr)
             for name, start in starts.items():
-                to_next, to_byte, cpu = start()
-                runs.setdefault(f"{name} /next", []).append(to_next)
-                runs.setdefault(f"{name} first byte", []).append(to_byte)
-                runs.setdefault(f"{name} cpu", []).append(cpu)
-        runs["rss"] = list(memory(with_bytecode, runtime, moto_url))
+                runs.starts.setdefault(name, []).append(start())
+        runs.rss = memory(with_bytecode, runtime, moto_url)
+        if instructions:
+            print("counting instructions under valgrind", file=sys.stderr)
+            runs.instructions = count_instructions(with_bytecode, runtime, moto_url, workspace)
     finally:
         make_writable(with_bytecode)
         make_writable(without)
     return runs
 
 
-def report(runs: dict[str, list[float]]) -> int:
-    median = {name: statistics.median(values) for name, values in runs.items()}
-    print(f"## Cold start of the artifact (medians of {RUNS}, one run, alternating)\n")
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.0f}"
+
+
+def paired(runs: Runs, metric: str) -> float:
+    """Median over the rounds of artifact / floor, each pair started in the same round."""
+    pairs = zip(runs.starts["artifact"], runs.starts["floor"], strict=True)
+    return statistics.median(getattr(a, metric) / getattr(f, metric) for a, f in pairs)
+
+
+def print_table(runs: Runs) -> None:
+    print(f"## Cold start of the artifact (medians of {len(runs.starts['floor'])} rounds)\n")
     print("| start | to /next (ms) | to first SSE event (ms) | CPU to /next (ms) | runs (ms) |")
     print("|---|---:|---:|---:|---|")
-    for name in ("artifact", "no bytecode", "floor", "app imports", "app built"):
-        byte = ms(median[f"{name} first byte"]) if median[f"{name} first byte"] else "—"
-        values = ", ".join(ms(v) for v in runs[f"{name} /next"])
-        cpu = ms(median[f"{name} cpu"])
-        print(f"| {name} | {ms(median[f'{name} /next'])} | {byte} | {cpu} | {values} |")
-    ratio = median["artifact /next"] / median["floor /next"]
-    cpu_ratio = median["artifact cpu"] / median["floor cpu"]
-    slow = median["no bytecode /next"] / median["artifact /next"]
-    after_init, after_turns = runs["rss"]
-    print(
-        f"\nartifact / floor: {ratio:.2f}x wall (target {TARGET}x), {cpu_ratio:.2f}x CPU; "
-        f"without bytecode: {slow:.2f}x the artifact"
+    for name in STARTS:
+        starts = runs.starts[name]
+        ready = statistics.median(s.ready for s in starts)
+        byte = statistics.median(s.first_byte for s in starts)
+        cpu = statistics.median(s.cpu for s in starts)
+        values = ", ".join(ms(s.ready) for s in starts)
+        print(f"| {name} | {ms(ready)} | {ms(byte) if byte else '—'} | {ms(cpu)} | {values} |")
+
+
+def report(runs: Runs) -> int:
+    print_table(runs)
+    wall, cpu = paired(runs, "ready"), paired(runs, "cpu")
+    slow = statistics.median(s.ready for s in runs.starts["no bytecode"]) / statistics.median(
+        s.ready for s in runs.starts["artifact"]
     )
+    print(
+        f"\nartifact / floor to /next (median of the paired ratios): {wall:.2f}x wall, "
+        f"{cpu:.2f}x CPU (target {TARGET}x); without bytecode: {slow:.2f}x the artifact"
+    )
+    checks = [
+        (f"artifact to /next {wall:.2f}x the floor (wall) <= {TARGET}x", wall <= TARGET),
+        (f"artifact to /next {cpu:.2f}x the floor (CPU) <= {TARGET}x", cpu <= TARGET),
+    ]
+    if runs.instructions:
+        artifact, floor = runs.instructions["artifact"], runs.instructions["floor"]
+        ratio = artifact / floor
+        print(
+            f"instructions (valgrind): artifact to /next {artifact / 1e9:.2f} G, "
+            f"floor {floor / 1e9:.2f} G: {ratio:.3f}x"
+        )
+        checks.append((f"artifact to /next {ratio:.3f}x the floor's instructions", ratio <= TARGET))
+    after_init, after_turns = runs.rss
     print(f"peak RSS: {after_init:.0f} MB after init, {after_turns:.0f} MB after {TURNS} turns")
     summary = summarize(harness_artifact())
     print(f"\nartifact: {summary.total_bytes / 1e6:.1f} MB, {summary.files:,} files")
     largest = ", ".join(f"{name} {size / 1e6:.1f}" for name, size in summary.largest_packages)
     print(f"largest packages (MB): {largest}\n")
-    checks = [
-        (f"artifact to /next {ratio:.2f}x the floor <= {TARGET}x", ratio <= TARGET),
+    checks += [
         (f"no bytecode is slower: {slow:.2f}x the artifact", slow > 1),
         (f"peak RSS {after_turns:.0f} MB < {MEMORY_MB} MB", after_turns < MEMORY_MB),
     ]
@@ -254,11 +384,24 @@ def report(runs: dict[str, list[float]]) -> int:
     return 0 if all(passed for _, passed in checks) else 1
 
 
-def main() -> int:
-    # This process creates the table and bucket in moto: fake credentials, never an account's.
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=RUNS, help="rounds (default %(default)s)")
+    parser.add_argument(
+        "--no-instructions", action="store_true", help="skip the valgrind instruction counts"
+    )
+    options = parser.parse_args(argv)
+    instructions = not options.no_instructions and shutil.which("valgrind") is not None
+    if not instructions and not options.no_instructions:
+        print("valgrind not found: no instruction counts", file=sys.stderr)
+    # This process creates the table, bucket and secret in moto: fake credentials only.
     use_fake_aws()
-    with tempfile.TemporaryDirectory() as workspace, moto_server(TABLE, BUCKET) as moto_url:
-        return report(measure(Path(workspace), moto_url))
+    parameters = {SECRET_PARAMETER: SECRET}
+    with (
+        tempfile.TemporaryDirectory() as workspace,
+        moto_server(TABLE, BUCKET, parameters) as moto_url,
+    ):
+        return report(measure(Path(workspace), moto_url, options.runs, instructions))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 
 import anyio.to_thread
-from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import BotoCoreError, ClientError
 
 from settings import SecretUnavailableError
@@ -59,6 +58,10 @@ class SecretParameter:
         return value
 
     def _read(self) -> str:
+        # Imported on the first read, not at init: it imports boto3, which a function whose
+        # secrets are not in SSM (or not read yet) does not need.
+        from aws_lambda_powertools.utilities import parameters
+
         try:
             value = parameters.get_parameter(
                 self.name, decrypt=True, max_age=int(self.max_age_seconds)

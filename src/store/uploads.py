@@ -12,7 +12,6 @@ import unicodedata
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from chatkit.types import Attachment, ImageAttachment
@@ -31,7 +30,12 @@ MAX_NAME_LENGTH = 120
 def s3_client(region: str | None = None) -> S3Client:
     """An S3 client whose presigned URLs work in every region: SigV4 on the regional endpoint
     (us-east-1 included). Its calls are bounded like DynamoDB's (botocore's defaults wait
-    60 s to connect and 60 s for each read); reads allow for item payloads of megabytes."""
+    60 s to connect and 60 s for each read); reads allow for item payloads of megabytes.
+
+    boto3 (and with it s3transfer) is imported here, on first use: most requests never touch S3.
+    """
+    import boto3
+
     return boto3.client(
         "s3",
         region_name=region,
