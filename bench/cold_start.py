@@ -331,7 +331,7 @@ def ms(seconds: float) -> str:
 def paired(runs: Runs, metric: str) -> float:
     """Median over the rounds of artifact / floor, each pair started in the same round."""
     pairs = zip(runs.starts["artifact"], runs.starts["floor"], strict=True)
-    return statistics.median(getattr(a, metric) / getattr(f, metric) for a, f in pairs)
+    return float(statistics.median(getattr(a, metric) / getattr(f, metric) for a, f in pairs))
 
 
 def print_table(runs: Runs) -> None:
