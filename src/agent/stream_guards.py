@@ -16,7 +16,7 @@
    item back from the client's view (`thread.item.removed`) and says why. The last assistant
    message is held until the run ends: its save also carries a new thread's title and gives
    the lease back, one request for the turn's end (`AnswerStream._finish`).
-6. Once an event has left, the items still streaming follow it (`ShownItems`, agent.turn):
+6. Once an event has left, the items still streaming follow it (`ShownItems`):
    after, not before, so a partial answer kept is what the client received.
 
 Outside `respond`, in the server:
@@ -34,7 +34,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from agents import RunResultStreaming
 from agents.models.fake_id import FAKE_RESPONSES_ID
@@ -55,13 +55,15 @@ from chatkit.types import (
 )
 
 from agent.failures import EmptyAnswerError, describe_failure, not_saved
-from agent.turn import AnswerTurn
 from store import (
     DynamoDBStore,
     RequestContext,
     StoreUnavailableError,
     ThreadLeaseLostError,
 )
+
+if TYPE_CHECKING:
+    from agent.turn import AnswerTurn
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,57 @@ async def with_real_ids(
             case _:
                 pass
         yield event
+
+
+# chatkit's `ChatKitServer._update_pending_items`: applies an update to the item it names.
+ApplyUpdate = Callable[[dict[str, ThreadItem], ThreadItemUpdatedEvent], None]
+
+
+class ShownItems:
+    """The assistant messages the client has seen start and not end, as it received them.
+
+    The bookkeeping is chatkit's own: the pending items its `ChatKitServer._process_events`
+    keeps for `handle_stream_cancelled`, updated by the same `_update_pending_items`. It is
+    applied once an event has left rather than before, so that a partial answer kept on a
+    deadline or a disconnect is exactly what reached the client.
+    """
+
+    def __init__(self, apply_update: ApplyUpdate) -> None:
+        self._apply_update = apply_update
+        self._items: dict[str, ThreadItem] = {}
+
+    def sent(self, event: ThreadStreamEvent) -> None:
+        """Follow `event`, which has just reached the client."""
+        match event:
+            case ThreadItemAddedEvent(item=AssistantMessageItem() as item):
+                self._items[item.id] = item.model_copy(deep=True)
+            case ThreadItemUpdatedEvent() if event.item_id in self._items:
+                # A copy: chatkit's update keeps the event's content part, and chatkit's
+                # own pending items may hold the same part.
+                self._apply_update(self._items, event.model_copy(deep=True))
+            case ThreadItemDoneEvent(item=item) | ThreadItemReplacedEvent(item=item):
+                self._items.pop(item.id, None)
+            case ThreadItemRemovedEvent(item_id=item_id):
+                self._items.pop(item_id, None)
+            case _:
+                pass
+
+    def ids(self) -> list[str]:
+        """The ids of the messages still streaming, in the order they started."""
+        return list(self._items)
+
+    def get(self, item_id: str) -> AssistantMessageItem | None:
+        item = self._items.get(item_id)
+        return item if isinstance(item, AssistantMessageItem) else None
+
+    def partial_answers(self) -> list[AssistantMessageItem]:
+        """Messages the client saw part of and no end: the ones with text are worth keeping."""
+        return [
+            item
+            for item in self._items.values()
+            if isinstance(item, AssistantMessageItem)
+            and any(part.text.strip() for part in item.content)
+        ]
 
 
 class AnswerStream:

@@ -27,6 +27,17 @@ TIME_CLAIMS = ("exp", "nbf", "iat")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Asymmetric algorithms only for OIDC: an HS* token signed with the public key is refused.
 OIDC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]
+# What the caller is told when PyJWT refuses a token: the first matching kind.
+TOKEN_REFUSALS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.ImmatureSignatureError, "token not yet valid"),
+    (jwt.InvalidIssuerError, "token issuer is not accepted"),
+    (jwt.InvalidAudienceError, "token audience is not accepted"),
+    (jwt.exceptions.InvalidSubjectError, "token subject must be a string"),
+    (jwt.InvalidAlgorithmError, "token algorithm is not accepted"),
+    (jwt.InvalidSignatureError, "token signature is invalid"),
+    (jwt.PyJWTError, "malformed token"),
+)
 
 
 class AuthError(Exception):
@@ -132,24 +143,11 @@ def _decode(
             leeway=LEEWAY_SECONDS,
             options={"require": required, "verify_aud": audience is not None},
         )
-    except jwt.ExpiredSignatureError:
-        raise AuthError("token expired") from None
-    except jwt.ImmatureSignatureError:
-        raise AuthError("token not yet valid") from None
-    except jwt.InvalidIssuerError:
-        raise AuthError("token issuer is not accepted") from None
-    except jwt.InvalidAudienceError:
-        raise AuthError("token audience is not accepted") from None
     except jwt.MissingRequiredClaimError as error:
         raise AuthError(f"token lacks the {error.claim!r} claim") from None
-    except jwt.exceptions.InvalidSubjectError:
-        raise AuthError("token subject must be a string") from None
-    except jwt.InvalidAlgorithmError:
-        raise AuthError("token algorithm is not accepted") from None
-    except jwt.InvalidSignatureError:
-        raise AuthError("token signature is invalid") from None
-    except jwt.PyJWTError:
-        raise AuthError("malformed token") from None
+    except jwt.PyJWTError as error:
+        reason = next(words for kind, words in TOKEN_REFUSALS if isinstance(error, kind))
+        raise AuthError(reason) from None
     _check_times(claims, rules.max_lifetime_seconds)
     return claims
 
