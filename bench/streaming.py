@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import boto3
 import httpx
 import uvicorn
+from fastapi import FastAPI
 from mangum import Mangum
 from moto import mock_aws
-from starlette.applications import Starlette
 from starlette.requests import Request
 
 from counting import SRC, use_offline_aws
@@ -95,7 +95,7 @@ async def as_alice(request: Request) -> RequestContext:
     return RequestContext(user_id="alice")
 
 
-def build_app(store: DynamoDBStore, tasks: TaskStore) -> Starlette:
+def build_app(store: DynamoDBStore, tasks: TaskStore) -> FastAPI:
     models = Models("offline", OfflineModel(WORD_DELAY_SECONDS), None, None)
     return create_app(AssistantServer(store, tasks, models, TurnLimits()), as_alice)
 
@@ -166,7 +166,7 @@ def uvicorn_entry_point(app: ASGIApp) -> Iterator[Callable[[], Timing]]:
 
 
 @contextmanager
-def mangum_entry_point(app: Starlette) -> Iterator[Callable[[], Timing]]:
+def mangum_entry_point(app: FastAPI) -> Iterator[Callable[[], Timing]]:
     """(c): Mangum, as `handlers.lambda_buffered` runs it."""
     handler = Mangum(app, lifespan="off")
 

@@ -3,8 +3,9 @@
 `./scripts/serve` (or `python -m devtools.local`) starts a moto server, creates in it the
 DynamoDB table (from `store.table`, the production definition), the uploads bucket and the
 configured SSM parameters, then serves `handlers.main.build_app` on http://127.0.0.1:8000 with
-CORS for localhost origins. In production the Function URL answers CORS, so only this wrapper
-adds it. Data lives in moto's memory and is gone when the server stops.
+CORS for localhost origins and the API's interactive docs at /docs. In production the Function
+URL answers CORS, so only this wrapper adds it. Data lives in moto's memory and is gone when the
+server stops.
 
 Development only: moto and uvicorn are dev dependencies and never ship.
 """
@@ -107,7 +108,7 @@ def _serve(options: argparse.Namespace) -> int:
         # clients must be created after the environment points at moto.
         from handlers.main import build_app
 
-        app = with_local_cors(build_app(settings), options.cors_origin)
+        app = with_local_cors(build_app(settings, api_docs=True), options.cors_origin)
         config = uvicorn.Config(
             app,
             host=options.host,
@@ -323,6 +324,7 @@ def startup_text(
         "chatkit-lambda local server (data in memory: gone when it stops)",
         "",
         f"  ChatKit API  {url}",
+        f"  API docs     {url.removesuffix('/chatkit')}/docs  (OpenAPI, interactive)",
         f"  Token        {token}",
         f"               (user {DEFAULT_USER}, HS256, valid {TOKEN_HOURS} h;"
         " another user: ./scripts/token --user NAME)",

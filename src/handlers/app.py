@@ -1,11 +1,16 @@
-"""The ASGI app: `POST /chatkit` speaks the ChatKit protocol, `GET /health` answers probes.
+"""The ASGI app, on FastAPI: `POST /chatkit` speaks the ChatKit protocol, `GET /health` answers
+probes, and the OpenAPI schema describes both (`/docs` on the local server).
 
-Every entry point (streaming Lambda, buffered Lambda, local uvicorn) serves this same app.
-Each request is logged once (structured JSON: request id, user id, thread id, request type,
-status, timings; never message text or secrets) and measured (CloudWatch EMF metrics).
-Errors become answers in one place, `error_response`: a client's mistake gets a 4xx with a
-message written for it, anything else a generic 500 or 503 with the request id, details in
-the logs only.
+Every entry point (streaming Lambda, buffered Lambda through Mangum, local uvicorn) serves
+this same app, built by `handlers.main.build_app`. Each ChatKit request is logged once
+(structured JSON: request id, user id, thread id, request type, status, timings; never message
+text or secrets) and measured (CloudWatch EMF metrics). Errors become answers in one place,
+the error map (`handlers.error_map`).
+
+Adding a route: write an `APIRouter` in a module of its own, take what it needs from
+`handlers.dependencies` (`CurrentUser`: the verified user; `ThreadStore`: the store;
+`Server`: the ChatKit server), raise the error types of `errors` for a client's mistake (the
+error map answers them), and include it in `create_app` with `app.include_router(router)`.
 """
 
 from __future__ import annotations
@@ -13,35 +18,32 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from chatkit.server import ChatKitServer, StreamingResult
 from chatkit.store import NotFoundError
 from chatkit.types import ErrorEvent
+from fastapi import APIRouter, FastAPI, Request
 from pydantic import ValidationError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from agent.request_limits import REQUEST_TYPES, parse_request
-from errors import ClientRequestError, QuotaExceededError, RequestTooLargeError, error_event
-from handlers.auth import AuthConfigurationError, AuthError, request_id_of
-from handlers.secrets import SecretUnavailableError
-from store import RequestContext, StoreUnavailableError
+from errors import ClientRequestError, RequestTooLargeError, error_event
+from handlers.dependencies import AppServices, Authenticator, CurrentUser, Services
+from handlers.error_map import EXCEPTION_HANDLERS, error_response
+from logs import SERVICE, logger
+from store import RequestContext
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "chatkit-lambda"
-logger = Logger(service=SERVICE)
 metrics = Metrics(
     namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "ChatKitLambda", service=SERVICE
 )
 
-Authenticator = Callable[[Request], Awaitable[RequestContext]]
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 DEFAULT_MAX_REQUEST_BYTES = 6_000_000
 DEFAULT_MAX_TURN_SECONDS = 60.0
@@ -54,6 +56,19 @@ FINAL_SEND_SECONDS = 0.5
 STOP_SECONDS = 5.0
 # Enough to tell a request apart in the logs; longer or odder bodies are not looked into.
 DESCRIBE_MAX_VALUES = 200_000
+# What the OpenAPI schema says of `POST /chatkit` (the body is read and checked by the server).
+CHATKIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A stream of ChatKit events (text/event-stream), or a JSON answer.",
+        "content": {"text/event-stream": {}, "application/json": {}},
+    },
+    400: {"description": "The request cannot be served as sent (the message says why)."},
+    401: {"description": "No valid bearer token."},
+    404: {"description": "No such thread or item for this user."},
+    413: {"description": "The body is over the size limit."},
+    429: {"description": "The daily quota is spent (Retry-After)."},
+    503: {"description": "Storage or configuration unavailable (Retry-After)."},
+}
 
 
 @dataclass
@@ -102,134 +117,61 @@ def create_app(
     *,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     max_turn_seconds: float = DEFAULT_MAX_TURN_SECONDS,
-) -> Starlette:
+    api_docs: bool = False,
+) -> FastAPI:
     """The app serving `server`; `authenticate` turns a request into the caller's context.
 
     A streamed answer ends `SEND_GRACE_SECONDS` after `max_turn_seconds` at the latest, however
-    slowly its client reads. Plain Starlette (which the ChatKit stack imports anyway) rather
-    than FastAPI: two routes need no OpenAPI models, and the cold start is ~75 ms shorter.
+    slowly its client reads. With `api_docs`, the OpenAPI schema is served at `/openapi.json`
+    and its interactive docs at `/docs` (the local server; off on Lambda).
     """
     quiet_client_errors()
-
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def chatkit(request: Request) -> Response:
-        try:
-            context = await authenticate(request)
-        except AuthError as error:
-            return unauthorized(error)
-        except Exception as error:
-            return error_response(error, request_id_of(request))
-        log = RequestLog(user_id=context.user_id, request_id=context.request_id)
-        try:
-            body = await _read_body(request, max_request_bytes)
-            log.request_type, log.thread_id = _describe(body)
-            result = await server.process(body, context)
-            if not isinstance(result, StreamingResult):
-                log.finish()
-                return Response(result.json, media_type="application/json")
-            events = aiter(result)
-            # The first event is awaited before the 200 goes out, so an unknown thread or a
-            # bad id still gets a 404/400 instead of a stream that just ends.
-            first = await anext(events, None)
-            log.first_event_ms = round((time.perf_counter() - log.started) * 1000, 1)
-        except Exception as error:
-            response = error_response(error, context.request_id)
-            log.status, log.error = response.status_code, type(error).__name__
-            log.finish()
-            return response
-        deadline = log.started + max_turn_seconds + SEND_GRACE_SECONDS
-        return TurnResponse(_stream(first, events, log), log, deadline)
-
-    return Starlette(
-        routes=[
-            Route("/health", health, methods=["GET"]),
-            Route("/chatkit", chatkit, methods=["POST"]),
-        ]
+    app = FastAPI(
+        title="chatkit-lambda",
+        summary="A ChatKit backend: POST /chatkit speaks the ChatKit protocol.",
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_url="/openapi.json" if api_docs else None,
+        docs_url="/docs" if api_docs else None,
+        redoc_url=None,
     )
+    app.state.services = Services(server, authenticate, max_request_bytes, max_turn_seconds)
+    app.include_router(router)
+    return app
 
 
-class ClosingStreamingResponse(StreamingResponse):
-    """A StreamingResponse that closes its body however the response ends.
-
-    Starlette leaves the body iterator suspended when the client leaves while a chunk is
-    being sent; it would then only be closed by garbage collection, and the turn behind it
-    (its lease, the partial answer to keep, the model run) would wait until then.
-    """
-
-    async def stream_response(self, send: Send) -> None:
-        try:
-            await super().stream_response(send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await _close(self.body_iterator)
+router = APIRouter()
 
 
-def unauthorized(error: AuthError) -> JSONResponse:
-    """401 with a JSON body and the RFC 6750 challenge."""
-    challenge = 'Bearer realm="chatkit"'
-    if error.token_present:
-        challenge += f', error="invalid_token", error_description="{error.description}"'
-    response = _json_error(401, "unauthorized", error.description)
-    response.headers["www-authenticate"] = challenge
-    return response
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the function answers (no dependency is called)."""
+    return {"status": "ok"}
 
 
-def error_response(error: Exception, request_id: str | None) -> JSONResponse:
-    """The one place errors become HTTP answers; internals never reach the client."""
-    match error:
-        case QuotaExceededError():
-            retry_after = {"retry-after": str(error.retry_after_seconds)}
-            return _json_error(error.status, error.code, error.message, headers=retry_after)
-        case ClientRequestError():
-            return _json_error(error.status, error.code, error.message)
-        case ValidationError():
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-                for problem in error.errors()[:5]
-            )
-            return _json_error(400, "invalid_request", f"Invalid ChatKit request: {problems}")
-        case NotFoundError():
-            return _json_error(404, "not_found", str(error) or "Not found")
-        case StoreUnavailableError():
-            logger.warning(
-                "storage unavailable", extra={"request_id": request_id, "error": str(error)}
-            )
-            message = "The service is busy right now. Try again in a moment."
-            return _json_error(503, "unavailable", message, request_id, {"retry-after": "2"})
-        case SecretUnavailableError() | AuthConfigurationError():
-            # Which parameter or setting is wrong is for the operator's logs, not for callers.
-            logger.error(
-                "server configuration error", extra={"request_id": request_id, "error": str(error)}
-            )
-            message = "The service cannot answer right now. Try again later."
-            return _json_error(503, "unavailable", message, request_id, {"retry-after": "30"})
-        case _:
-            logger.exception("request failed", extra={"request_id": request_id}, exc_info=error)
-            message = "Something went wrong on the server."
-            return _json_error(500, "internal_error", message, request_id)
-
-
-def _log_failure(level: int, message: str, error: Exception, request_id: str | None) -> None:
-    log = logger.error if level >= logging.ERROR else logger.warning
-    log(message, extra={"request_id": request_id, "error": str(error)})
-
-
-def _json_error(
-    status: int,
-    code: str,
-    message: str,
-    request_id: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    # A message may quote an id the client sent: make sure it can be encoded whatever it holds.
-    text = message.encode("utf-8", "replace").decode("utf-8")
-    body: dict[str, str] = {"code": code, "message": text}
-    if request_id is not None:
-        body["request_id"] = request_id
-        headers = {**(headers or {}), "x-request-id": request_id}
-    return JSONResponse({"error": body}, status, headers=headers)
+@router.post("/chatkit", response_class=Response, responses=CHATKIT_RESPONSES)
+async def chatkit(request: Request, user: CurrentUser, services: AppServices) -> Response:
+    """One ChatKit request (JSON body, `{"type": ..., "params": ...}`): a stream of events for
+    a turn, a JSON answer for the rest."""
+    log = RequestLog(user_id=user.user_id, request_id=user.request_id)
+    try:
+        body = await _read_body(request, services.max_request_bytes)
+        log.request_type, log.thread_id = _describe(body)
+        result = await services.server.process(body, user)
+        if not isinstance(result, StreamingResult):
+            log.finish()
+            return Response(result.json, media_type="application/json")
+        events = aiter(result)
+        # The first event is awaited before the 200 goes out, so an unknown thread or a
+        # bad id still gets a 404/400 instead of a stream that just ends.
+        first = await anext(events, None)
+        log.first_event_ms = round((time.perf_counter() - log.started) * 1000, 1)
+    except Exception as error:
+        response = error_response(error, user.request_id)
+        log.status, log.error = response.status_code, type(error).__name__
+        log.finish()
+        return response
+    deadline = log.started + services.max_turn_seconds + SEND_GRACE_SECONDS
+    return TurnResponse(_stream(first, events, log), log, deadline)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -6,7 +6,7 @@ so it is safe during Lambda init and in tests.
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
+from fastapi import FastAPI
 
 from agent.providers import build_models
 from agent.server import AssistantServer, TurnLimits
@@ -57,8 +57,9 @@ def build_server(settings: Settings) -> AssistantServer:
     )
 
 
-def build_app(settings: Settings | None = None) -> Starlette:
-    """The app, configured from the environment unless `settings` are given.
+def build_app(settings: Settings | None = None, *, api_docs: bool = False) -> FastAPI:
+    """The app, configured from the environment unless `settings` are given; with `api_docs`,
+    it serves its OpenAPI schema and interactive docs (`/docs`).
 
     Raises SettingsError or AuthConfigurationError, naming the variable, when the
     configuration cannot work.
@@ -70,4 +71,5 @@ def build_app(settings: Settings | None = None) -> Starlette:
         authenticate,
         max_request_bytes=settings.max_request_bytes,
         max_turn_seconds=settings.max_turn_seconds,
+        api_docs=api_docs,
     )
