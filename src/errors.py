@@ -4,7 +4,7 @@ A `ClientRequestError` carries a message written for the person who sent the req
 answers it as a 4xx JSON body, or as an SSE `error` event once a stream has started. Any other
 exception is ours: a generic 500 (or a generic `error` event) with the request id, its details
 in the logs only. chatkit's `NotFoundError` (404) and pydantic's `ValidationError` (400) are
-client errors too; the app maps them next to these.
+client errors too; the error map (`handlers.error_map`) answers them all.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,7 +137,31 @@ def create_app(
     )
     app.state.services = Services(server, authenticate, max_request_bytes, max_turn_seconds)
     app.include_router(router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, with the ChatKit request types as the body of `POST /chatkit`.
+
+    Built on the first request for it (never during init): the ChatKit types' schema is large.
+    """
+    if app.openapi_schema is None:
+        from chatkit.types import ChatKitReq
+        from fastapi.openapi.utils import get_openapi
+        from pydantic import TypeAdapter
+        from pydantic.json_schema import PydanticJsonSchemaWarning
+
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        with warnings.catch_warnings():
+            # A generic widget's default (a TypeVar) has no JSON form: it is left out.
+            warnings.simplefilter("ignore", PydanticJsonSchemaWarning)
+            body = TypeAdapter(ChatKitReq).json_schema(ref_template="#/components/schemas/{model}")
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(body.pop("$defs"))
+        content = {"application/json": {"schema": body}}
+        schema["paths"]["/chatkit"]["post"]["requestBody"] = {"required": True, "content": content}
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 router = APIRouter()

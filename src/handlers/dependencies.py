@@ -27,10 +27,14 @@ from typing import Annotated, cast
 from chatkit.server import ChatKitServer
 from chatkit.store import Store
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from store import RequestContext
 
 Authenticator = Callable[[Request], Awaitable[RequestContext]]
+# Declares the bearer scheme in the OpenAPI schema (the docs' "Authorize" button); the token
+# itself is read and verified by the app's authenticator.
+bearer_scheme = HTTPBearer(auto_error=False, description="A JWT: HS256 or the OIDC issuer's.")
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,10 @@ def services(request: Request) -> Services:
     return cast(Services, request.app.state.services)
 
 
-async def current_user(request: Request) -> RequestContext:
+async def current_user(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> RequestContext:
     """The caller, from its verified bearer token; AuthError (401) when there is none."""
     return await services(request).authenticate(request)
 
