@@ -19,15 +19,7 @@ from typing import Any, cast
 import anyio.to_thread
 import boto3
 from agents import (
-    AgentOutputSchemaBase,
-    Handoff,
-    Model,
-    ModelResponse,
     ModelSettings,
-    ModelTracing,
-    Tool,
-    TResponseInputItem,
-    Usage,
 )
 from agents.items import TResponseStreamEvent
 from agents.models.chatcmpl_converter import Converter
@@ -41,6 +33,7 @@ from openai.types.responses import Response
 from urllib3.exceptions import ProtocolError
 
 from agent.failures import EmptyAnswerError, IncompleteAnswerError
+from agent.streamed_model import ModelRequest, StreamedModel
 
 # Converse's stop reasons, as Chat Completions finish reasons.
 FINISH_REASONS = {
@@ -78,7 +71,7 @@ def bedrock_client(region: str | None, max_retries: int) -> Any:
     return boto3.session.Session().client("bedrock-runtime", region_name=region, config=config)
 
 
-class BedrockModel(Model):
+class BedrockModel(StreamedModel):
     """A Bedrock model (a model id or an inference profile id) answering through ConverseStream,
     streamed event by event. The client is created on the first request."""
 
@@ -92,60 +85,17 @@ class BedrockModel(Model):
             self._client = self._new_client()
         return self._client
 
-    async def get_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None = None,
-        conversation_id: str | None = None,
-        prompt: Any | None = None,
-    ) -> ModelResponse:
-        """The streamed answer, collected: one permission (InvokeModelWithResponseStream)."""
-        final: Response | None = None
-        async for event in self.stream_response(
-            system_instructions, input, model_settings, tools, output_schema, handoffs, tracing
-        ):
-            if event.type == "response.completed":
-                final = event.response
-        if final is None:
-            raise IncompleteAnswerError("the model's stream ended without completing")
-        usage = Usage()
-        if final.usage is not None:
-            usage = Usage(
-                requests=1,
-                input_tokens=final.usage.input_tokens,
-                output_tokens=final.usage.output_tokens,
-                total_tokens=final.usage.total_tokens,
-            )
-        return ModelResponse(output=final.output, usage=usage, response_id=None)
-
-    async def stream_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None = None,
-        conversation_id: str | None = None,
-        prompt: Any | None = None,
-    ) -> AsyncIterator[TResponseStreamEvent]:
-        messages = Converter.items_to_messages(input, model=self.model)
-        specs = [Converter.tool_to_openai(tool) for tool in tools]
-        specs += [Converter.convert_handoff_tool(handoff) for handoff in handoffs]
-        request = converse_request(
-            self.model, system_instructions, cast(list[dict[str, Any]], messages), specs
+    async def answer(self, request: ModelRequest) -> AsyncIterator[TResponseStreamEvent]:
+        """One ConverseStream call, its events as Responses events (one permission:
+        InvokeModelWithResponseStream, for the streamed and the whole answer alike)."""
+        model_settings = request.model_settings
+        messages = Converter.items_to_messages(request.input, model=self.model)
+        specs = [Converter.tool_to_openai(tool) for tool in request.tools]
+        specs += [Converter.convert_handoff_tool(handoff) for handoff in request.handoffs]
+        converse = converse_request(
+            self.model, request.system_instructions, cast(list[dict[str, Any]], messages), specs
         )
-        request.update(_inference_settings(model_settings, bool(specs)))
+        converse.update(_inference_settings(model_settings, bool(specs)))
         response = Response(
             id=FAKE_RESPONSES_ID,
             created_at=time.time(),
@@ -159,7 +109,7 @@ class BedrockModel(Model):
             parallel_tool_calls=False,
             reasoning=None,
         )
-        chunks = _Chunks(self._bedrock(), request, self.model)
+        chunks = _Chunks(self._bedrock(), converse, self.model)
         try:
             async for event in ChatCmplStreamHandler.handle_stream(response, chunks):  # type: ignore[arg-type]
                 yield event

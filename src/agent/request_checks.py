@@ -8,6 +8,7 @@ the request names (one read each), then the daily quota (one conditional write).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol
 
@@ -37,25 +38,17 @@ class TranscriptionUnavailableError(InvalidRequestError):
     """Dictation was requested but the configured provider cannot transcribe."""
 
 
+@dataclass(frozen=True)
 class RequestChecks:
     """The checks a request passes before dispatch; each refusal is a ClientRequestError
     (or NotFoundError for an object the caller does not have)."""
 
-    def __init__(
-        self,
-        store: DynamoDBStore,
-        limits: RequestLimits,
-        *,
-        uploads: UploadChecker | None = None,
-        quota: TurnQuota | None = None,
-        transcription_provider: str | None = None,
-    ) -> None:
-        """`transcription_provider` names the provider when it cannot transcribe (None: it can)."""
-        self.store = store
-        self.limits = limits
-        self.uploads = uploads
-        self.quota = quota
-        self.transcription_provider = transcription_provider
+    store: DynamoDBStore
+    limits: RequestLimits
+    uploads: UploadChecker | None = field(default=None, kw_only=True)
+    quota: TurnQuota | None = field(default=None, kw_only=True)
+    # The provider's name when it cannot transcribe (None: it can).
+    transcription_provider: str | None = field(default=None, kw_only=True)
 
     async def admit(self, body: str | bytes | bytearray, context: RequestContext) -> CheckedRequest:
         """The request to dispatch (duplicate ids removed), once every check passed."""
