@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import openai
-from agents.exceptions import MaxTurnsExceeded, ModelBehaviorError
+from agents.exceptions import AgentsException, MaxTurnsExceeded, ModelBehaviorError
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+from chatkit.store import NotFoundError
+from pydantic import ValidationError
 
-from errors import ClientRequestError
+from errors import ClientRequestError, QuotaExceededError
 from settings import SecretUnavailableError
 from store import (
     StoreUnavailableError,
@@ -16,6 +18,7 @@ from store import (
     ThreadDeletedError,
     ThreadLeaseLostError,
 )
+from telemetry import ErrorClass
 
 BUSY_MESSAGE = (
     "An answer is still being written in this conversation. "
@@ -29,6 +32,35 @@ class IncompleteAnswerError(RuntimeError):
 
 class EmptyAnswerError(RuntimeError):
     """The model's stream ended without any answer."""
+
+
+def failure_class(error: BaseException) -> ErrorClass:
+    """The class a failure is counted under in the metrics and logs (see `telemetry`).
+
+    A thread busy with another turn is the client's (it sent too soon); a lease lost to
+    another turn is the store's. Auth failures and deadlines are classed where they happen.
+    """
+    match error:
+        case QuotaExceededError():
+            return "quota"
+        case ClientRequestError() | NotFoundError() | ValidationError() | ThreadBusyError():
+            return "client"
+        case StoreUnavailableError() | ThreadLeaseLostError():
+            return "store"
+        case (
+            openai.OpenAIError()
+            | AgentsException()
+            | IncompleteAnswerError()
+            | EmptyAnswerError()
+            | EndpointConnectionError()
+            | ConnectTimeoutError()
+            | asyncio.TimeoutError()
+        ):
+            return "model"
+        case ClientError() if error.operation_name in BEDROCK_OPERATIONS:
+            return "model"
+        case _:
+            return "internal"
 
 
 def not_saved(what: str, error: BaseException) -> tuple[str, bool]:

@@ -33,12 +33,14 @@ from chatkit.types import (
 )
 from pydantic import BaseModel
 
+import telemetry
 from agent.assistant import build_assistant, build_titler
 from agent.converter import AssistantConverter, AttachmentReader
-from agent.failures import BUSY_MESSAGE, describe_failure, not_saved
+from agent.failures import BUSY_MESSAGE, describe_failure, failure_class, not_saved
 from agent.offline_model import generate_offline_title
 from agent.providers import Models
 from agent.request_checks import RequestChecks, TranscriptionUnavailableError
+from agent.run_hooks import ANSWER_HOOKS, TITLE_HOOKS
 from agent.stream_guards import AnswerStream, guarded_answer
 from agent.tasks import TaskAgentContext, handle_task_action
 from agent.turn import AnswerTurn
@@ -145,7 +147,8 @@ class AssistantServer(ChatKitServer[RequestContext]):
             if thread_id is not None:
                 try:
                     await self.store.begin_turn(thread_id, context)
-                except ThreadBusyError:
+                except ThreadBusyError as error:
+                    telemetry.current().fail(failure_class(error), type(error).__name__)
                     busy = ErrorEvent(code="custom", message=BUSY_MESSAGE, allow_retry=True)
                     yield self._event(busy)
                     ended = True
@@ -157,6 +160,7 @@ class AssistantServer(ChatKitServer[RequestContext]):
         except (StoreUnavailableError, ThreadDeletedError, ThreadLeaseLostError) as error:
             if not started:
                 raise
+            telemetry.current().fail(failure_class(error), type(error).__name__)
             # Outside the answer, what a turn writes is the user's message (and attachments).
             message, allow_retry = not_saved("Your message", error)
             yield self._event(ErrorEvent(code="custom", message=message, allow_retry=allow_retry))
@@ -200,6 +204,8 @@ class AssistantServer(ChatKitServer[RequestContext]):
         """Answer with the agent, given the newest `history_items` items of the thread; its
         events pass the guards of agent.stream_guards, in the order that module gives."""
         history = await self._history(thread, input_user_message, context)
+        record = telemetry.current()
+        record.turn, record.history_items = True, len(history.data)
         converter = AssistantConverter(
             self.attachment_reader, context, self.request_limits.max_attachment_bytes_per_turn
         )
@@ -217,6 +223,7 @@ class AssistantServer(ChatKitServer[RequestContext]):
             agent_input,
             context=agent_context,
             max_turns=self.limits.max_agent_turns,
+            hooks=ANSWER_HOOKS,
             run_config=RunConfig(tracing_disabled=True),
         )
         turn.run = run
@@ -309,7 +316,10 @@ class AssistantServer(ChatKitServer[RequestContext]):
         try:
             async with asyncio.timeout(TITLE_SECONDS):
                 result = await Runner.run(
-                    self.titler, text[:2000], run_config=RunConfig(tracing_disabled=True)
+                    self.titler,
+                    text[:2000],
+                    hooks=TITLE_HOOKS,
+                    run_config=RunConfig(tracing_disabled=True),
                 )
         except Exception as error:
             logger.warning("title generation failed: %s", type(error).__name__)

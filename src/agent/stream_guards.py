@@ -54,7 +54,8 @@ from chatkit.types import (
     ThreadStreamEvent,
 )
 
-from agent.failures import EmptyAnswerError, describe_failure, not_saved
+import telemetry
+from agent.failures import EmptyAnswerError, describe_failure, failure_class, not_saved
 from store import (
     DynamoDBStore,
     RequestContext,
@@ -291,6 +292,7 @@ class AnswerStream:
         self, held: ThreadItemDoneEvent | None
     ) -> AsyncIterator[ThreadStreamEvent]:
         """The partial answer, as the client saw it, is kept; the error says why it ends."""
+        telemetry.current().fail("deadline", "MaxTurnSeconds")
         if held is not None:
             async for out in self._saved_then_sent(held):
                 yield out
@@ -325,6 +327,7 @@ class AnswerStream:
     def _fail(self, error: BaseException, saving: str | None = None) -> NoReturn:
         """End the turn with an error event; `saving` names what was not saved, if anything."""
         message, allow_retry = not_saved(saving, error) if saving else describe_failure(error)
+        telemetry.current().fail(failure_class(error), type(error).__name__)
         if not isinstance(error, (*SAVE_FAILURES, EmptyAnswerError)):
             logger.warning("answer failed: %s", type(error).__name__, exc_info=error)
         raise CustomStreamError(self.turn.with_effects(message), allow_retry=allow_retry) from error

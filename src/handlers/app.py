@@ -2,10 +2,10 @@
 probes, and the OpenAPI schema describes both (`/docs` on the local server).
 
 Every entry point (streaming Lambda, buffered Lambda through Mangum, local uvicorn) serves
-this same app, built by `handlers.main.build_app`. Each ChatKit request is logged once
-(structured JSON: request id, user id, thread id, request type, status, timings; never message
-text or secrets) and measured (CloudWatch EMF metrics). Errors become answers in one place,
-the error map (`handlers.error_map`).
+this same app, built by `handlers.main.build_app`. Each ChatKit request is logged once and
+measured (`telemetry`: a JSON record with a pseudonymous user id, the request type, status,
+timings and tokens, never message text or secrets; EMF metrics), a refused token included.
+Errors become answers in one place, the error map (`handlers.error_map`).
 
 Adding a route: write an `APIRouter` in a module of its own, take what it needs from
 `handlers.dependencies` (`CurrentUser`: the verified user; `ThreadStore`: the store;
@@ -16,34 +16,30 @@ error map answers them), and include it in `create_app` with `app.include_router
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from chatkit.server import ChatKitServer, StreamingResult
 from chatkit.store import NotFoundError
 from chatkit.types import ErrorEvent
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+import telemetry
+from agent.failures import failure_class
 from agent.request_limits import REQUEST_TYPES, parse_request
 from errors import ClientRequestError, RequestTooLargeError, error_event
+from handlers.auth import request_id_of
 from handlers.dependencies import AppServices, Authenticator, CurrentUser, Services
 from handlers.error_map import EXCEPTION_HANDLERS, error_response
-from logs import SERVICE, logger
+from logs import logger
 from store import RequestContext
-
-metrics = Metrics(
-    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "ChatKitLambda", service=SERVICE
-)
+from telemetry import RequestRecord
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 DEFAULT_MAX_REQUEST_BYTES = 6_000_000
@@ -70,46 +66,6 @@ CHATKIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: {"description": "The daily quota is spent (Retry-After)."},
     503: {"description": "Storage or configuration unavailable (Retry-After)."},
 }
-
-
-@dataclass
-class RequestLog:
-    """What one request did, logged and measured once when it ends."""
-
-    request_type: str = "unknown"
-    thread_id: str | None = None
-    user_id: str | None = None
-    request_id: str | None = None
-    status: int = 200
-    started: float = field(default_factory=time.perf_counter)
-    first_event_ms: float | None = None
-    error: str | None = None
-
-    def finish(self) -> None:
-        duration_ms = (time.perf_counter() - self.started) * 1000
-        logger.info(
-            "chatkit request",
-            extra={
-                "request_id": self.request_id,
-                "user_id": self.user_id,
-                "thread_id": self.thread_id,
-                "request_type": self.request_type,
-                "status": self.status,
-                "duration_ms": round(duration_ms, 1),
-                "first_event_ms": self.first_event_ms,
-                "error": self.error,
-            },
-        )
-        metrics.add_dimension(name="RequestType", value=self.request_type)
-        metrics.add_metric(name="RequestLatency", unit=MetricUnit.Milliseconds, value=duration_ms)
-        if self.first_event_ms is not None:
-            metrics.add_metric(
-                name="TimeToFirstEvent", unit=MetricUnit.Milliseconds, value=self.first_event_ms
-            )
-        metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=int(self.error is not None))
-        metrics.flush_metrics()
-        # Flushing does not clear when metrics are disabled (local server): clear explicitly.
-        metrics.clear_metrics()
 
 
 def create_app(
@@ -167,6 +123,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 router = APIRouter()
 
 
+def request_record(request: Request) -> RequestRecord:
+    """The request's telemetry record, begun before the user is verified: a refused token is
+    logged and measured too (the error map finishes the record of a request it answers)."""
+    return telemetry.begin(request_id_of(request))
+
+
+Record = Annotated[RequestRecord, Depends(request_record)]
+
+
 @router.get("/health")
 async def health() -> dict[str, str]:
     """Liveness: the function answers (no dependency is called)."""
@@ -174,10 +139,12 @@ async def health() -> dict[str, str]:
 
 
 @router.post("/chatkit", response_class=Response, responses=CHATKIT_RESPONSES)
-async def chatkit(request: Request, user: CurrentUser, services: AppServices) -> Response:
+async def chatkit(
+    request: Request, log: Record, user: CurrentUser, services: AppServices
+) -> Response:
     """One ChatKit request (JSON body, `{"type": ..., "params": ...}`): a stream of events for
     a turn, a JSON answer for the rest."""
-    log = RequestLog(user_id=user.user_id, request_id=user.request_id)
+    log.identify(user.user_id)
     try:
         body = await _read_body(request, services.max_request_bytes)
         log.request_type, log.thread_id = _describe(body)
@@ -189,10 +156,10 @@ async def chatkit(request: Request, user: CurrentUser, services: AppServices) ->
         # The first event is awaited before the 200 goes out, so an unknown thread or a
         # bad id still gets a 404/400 instead of a stream that just ends.
         first = await anext(events, None)
-        log.first_event_ms = round((time.perf_counter() - log.started) * 1000, 1)
+        log.first_event()
     except Exception as error:
         response = error_response(error, user.request_id)
-        log.status, log.error = response.status_code, type(error).__name__
+        log.fail(failure_class(error), type(error).__name__, response.status_code)
         log.finish()
         return response
     deadline = log.started + services.max_turn_seconds + SEND_GRACE_SECONDS
@@ -240,7 +207,7 @@ class TurnResponse(StreamingResponse):
     answer and its model run waiting): the body is closed here instead.
     """
 
-    def __init__(self, body: AsyncIterator[bytes], log: RequestLog, deadline: float) -> None:
+    def __init__(self, body: AsyncIterator[bytes], log: RequestRecord, deadline: float) -> None:
         super().__init__(body, media_type="text/event-stream", headers=SSE_HEADERS)
         self.log = log
         self.deadline = deadline
@@ -256,7 +223,7 @@ class TurnResponse(StreamingResponse):
                 await _close(self.body_iterator)
 
     async def _end_late(self, send: Send) -> None:
-        self.log.error = "response_time_limit"
+        self.log.fail("deadline", "response_time_limit")
         logger.warning(
             "response time limit reached",
             extra={"request_id": self.log.request_id, "thread_id": self.log.thread_id},
@@ -300,7 +267,7 @@ class _ClientErrorFilter(logging.Filter):
 
 
 async def _stream(
-    first: bytes | None, events: AsyncIterator[bytes], log: RequestLog
+    first: bytes | None, events: AsyncIterator[bytes], log: RequestRecord
 ) -> AsyncIterator[bytes]:
     """The events as they come; a failure after the first byte becomes an `error` event."""
     try:
@@ -309,10 +276,10 @@ async def _stream(
         yield first
         async for event in events:
             if event.startswith(b'data: {"type":"error"'):
-                log.error = "error_event"
+                log.fail("internal", "error_event")  # unless the turn said why first
             yield event
     except Exception as error:
-        log.error = type(error).__name__
+        log.fail(failure_class(error), type(error).__name__)
         logger.exception("stream failed", exc_info=error)
         yield _sse(error_event(error).model_dump_json().encode())
     finally:

@@ -32,6 +32,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+import telemetry
+from agent.failures import failure_class
 from errors import ClientRequestError, QuotaExceededError
 from handlers.auth import AuthConfigurationError, AuthError, request_id_of
 from handlers.secrets import SecretUnavailableError
@@ -118,7 +120,13 @@ def _problems(errors: Sequence[Any]) -> str:
 
 
 async def _handle(request: Request, error: Exception) -> Response:
-    return error_response(error, request_id_of(request))
+    response = error_response(error, request_id_of(request))
+    record = telemetry.unfinished()
+    if record is not None:  # a ChatKit request refused before its route ran (a bad token)
+        error_class = "auth" if isinstance(error, AuthError) else failure_class(error)
+        record.fail(error_class, type(error).__name__, response.status_code)
+        record.finish()
+    return response
 
 
 Handler = Callable[[Request, Any], Coroutine[Any, Any, Response]]

@@ -1,13 +1,16 @@
 """The composition root: settings in, the ASGI app out. Every entry point starts here.
 
 Building does no network I/O (clients connect on first use, secrets are read on first use),
-so it is safe during Lambda init and in tests.
+so it is safe during Lambda init and in tests. It also sets up what observes requests: DynamoDB
+retries counted, X-Ray tracing when the stack turns it on, the cold start's init duration.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+import telemetry
+import tracing
 from agent.providers import build_models
 from agent.server import AssistantServer, TurnLimits
 from handlers.app import create_app
@@ -65,11 +68,17 @@ def build_app(settings: Settings | None = None, *, api_docs: bool = False) -> Fa
     configuration cannot work.
     """
     settings = settings or Settings.from_env()
+    telemetry.watch_dynamodb()  # before the first DynamoDB client exists
+    traced = tracing.start()  # before the first AWS client too: botocore is patched
     authenticate = bearer_authenticator(build_verifier(settings))
-    return create_app(
+    app = create_app(
         build_server(settings),
         authenticate,
         max_request_bytes=settings.max_request_bytes,
         max_turn_seconds=settings.max_turn_seconds,
         api_docs=api_docs,
     )
+    if traced:
+        app.add_middleware(tracing.TracingMiddleware)
+    telemetry.app_ready()
+    return app

@@ -1,0 +1,351 @@
+"""Telemetry: what one request did, as one JSON log record and CloudWatch metrics (EMF).
+
+A request's `RequestRecord` is begun by the HTTP app (`begin`) and reachable from anywhere the
+request runs (`current`): the agent's run hooks add model calls, tokens, tool calls and
+handoffs, the answer adds its failure, botocore adds DynamoDB retries and throttles. `finish`
+writes it once: one log record (request id, a pseudonymous user id, request type, status,
+timings, token counts; never message text, the raw user id or a token) and the metrics of
+`METRICS`, whose dimensions take a bounded set of values only (request types, error classes).
+`template.yaml`'s alarms and dashboard name these metrics; a test holds them to this table.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aws_lambda_powertools.metrics import EphemeralMetrics
+
+import tracing
+from logs import logger
+
+ErrorClass = Literal["client", "auth", "quota", "model", "store", "deadline", "internal"]
+ERROR_CLASSES: tuple[ErrorClass, ...] = (
+    "client",
+    "auth",
+    "quota",
+    "model",
+    "store",
+    "deadline",
+    "internal",
+)
+DEFAULT_NAMESPACE = "ChatKitLambda"
+DEFAULT_SERVICE = "chatkit-lambda"
+# The key of the pseudonymous user id when LOG_USER_ID_KEY is unset (local development): the
+# stack sets its own, so ids from different deployments cannot be matched.
+DEVELOPMENT_USER_ID_KEY = "chatkit-lambda-development"
+USER_ID_HEX_CHARS = 16
+# Codes of a throttled DynamoDB attempt (botocore retries it).
+DYNAMODB_THROTTLING = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric the code emits: its unit and the dimension sets each data point carries."""
+
+    name: str
+    unit: Literal["Count", "Milliseconds"]
+    dimensions: tuple[tuple[str, ...], ...]
+    description: str
+
+
+SERVICE_ONLY: tuple[tuple[str, ...], ...] = (("service",),)
+BY_TYPE: tuple[tuple[str, ...], ...] = (("service", "RequestType"), ("service",))
+BY_CLASS: tuple[tuple[str, ...], ...] = (("service", "ErrorClass"),)
+
+METRICS: dict[str, Metric] = {
+    metric.name: metric
+    for metric in (
+        Metric("Requests", "Count", BY_TYPE, "requests that reached the ChatKit endpoint"),
+        Metric("RequestLatency", "Milliseconds", BY_TYPE, "request start to its last byte"),
+        Metric(
+            "TimeToFirstEvent", "Milliseconds", BY_TYPE, "request start to a stream's first event"
+        ),
+        Metric("Errors", "Count", BY_CLASS, "failed requests, by error class"),
+        Metric("Turns", "Count", SERVICE_ONLY, "requests that ran the agent"),
+        Metric("ModelCalls", "Count", SERVICE_ONLY, "model calls made by the agent"),
+        Metric("InputTokens", "Count", SERVICE_ONLY, "model input tokens (Agents SDK usage)"),
+        Metric("OutputTokens", "Count", SERVICE_ONLY, "model output tokens (Agents SDK usage)"),
+        Metric("ToolCalls", "Count", SERVICE_ONLY, "tool calls the agent made"),
+        Metric("Handoffs", "Count", SERVICE_ONLY, "handoffs between agents"),
+        Metric("HistoryItems", "Count", SERVICE_ONLY, "thread items read as the model's history"),
+        Metric("DynamoDBRetries", "Count", SERVICE_ONLY, "DynamoDB attempts botocore retried"),
+        Metric("DynamoDBThrottles", "Count", SERVICE_ONLY, "DynamoDB attempts throttled"),
+        Metric("ColdStart", "Count", SERVICE_ONLY, "first request of an execution environment"),
+        Metric("InitDuration", "Milliseconds", SERVICE_ONLY, "process start to app ready"),
+    )
+}
+# The request types a dimension may name: the ChatKit protocol's, plus these two.
+UNKNOWN_TYPE, INVALID_TYPE = "unknown", "invalid"
+
+
+@dataclass
+class RequestRecord:
+    """What one request did; `finish` logs and measures it once."""
+
+    request_id: str | None = None
+    user: str | None = None  # pseudonymous (see `pseudonym`), never the token's `sub`
+    request_type: str = UNKNOWN_TYPE
+    thread_id: str | None = None
+    status: int = 200
+    error_class: ErrorClass | None = None
+    error: str | None = None  # the exception's type name, never its message
+    started: float = field(default_factory=time.perf_counter)
+    first_event_ms: float | None = None
+    turn: bool = False  # the agent ran
+    model_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tool_calls: int = 0
+    handoffs: int = 0
+    history_items: int = 0
+    dynamodb_retries: int = 0
+    dynamodb_throttles: int = 0
+    finished: bool = False
+
+    def identify(self, user_id: str) -> None:
+        """Record who asked, as the pseudonym of `user_id`."""
+        self.user = pseudonym(user_id)
+
+    def first_event(self) -> None:
+        """The stream's first event is ready (the first time only)."""
+        if self.first_event_ms is None:
+            self.first_event_ms = _ms_since(self.started)
+
+    def fail(
+        self, error_class: ErrorClass, error: str | None = None, status: int | None = None
+    ) -> None:
+        """Record a failure; the first one is the request's (later ones are its consequences)."""
+        if status is not None:
+            self.status = status
+        if self.error_class is None:
+            self.error_class, self.error = error_class, error
+
+    def finish(self) -> None:
+        """Write the log record and the metrics (once; later calls do nothing)."""
+        if self.finished:
+            return
+        self.finished = True
+        duration_ms = _ms_since(self.started)
+        cold = _environment.take_cold_start()
+        tracing.annotate(self.request_type, self.error_class or "ok")
+        logger.info("chatkit request", extra=self.log_fields(duration_ms, cold))
+        for document in self.metric_documents(duration_ms, cold):
+            write_metrics(document)
+
+    def log_fields(self, duration_ms: float, cold: float | None) -> dict[str, Any]:
+        """The fields of the request's log record."""
+        fields: dict[str, Any] = {
+            "request_id": self.request_id,
+            "user": self.user,
+            "request_type": self.request_type,
+            "thread_id": self.thread_id,
+            "status": self.status,
+            "outcome": self.error_class or "ok",
+            "error": self.error,
+            "duration_ms": duration_ms,
+            "first_event_ms": self.first_event_ms,
+            "dynamodb_retries": self.dynamodb_retries,
+            "dynamodb_throttles": self.dynamodb_throttles,
+            "cold_start": cold is not None,
+        }
+        if self.turn:
+            fields.update(self.turn_counts())
+        if cold is not None:
+            fields["init_duration_ms"] = cold
+        return fields
+
+    def turn_counts(self) -> dict[str, int]:
+        return {
+            "model_calls": self.model_calls,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "tool_calls": self.tool_calls,
+            "handoffs": self.handoffs,
+            "history_items": self.history_items,
+        }
+
+    def metric_documents(self, duration_ms: float, cold: float | None) -> Iterator[MetricSet]:
+        """The request's metrics, one set per group of dimensions."""
+        by_type = MetricSet({"RequestType": self.request_type}, BY_TYPE)
+        by_type.add("Requests", 1)
+        by_type.add("RequestLatency", duration_ms)
+        if self.first_event_ms is not None:
+            by_type.add("TimeToFirstEvent", self.first_event_ms)
+        yield by_type
+        if self.error_class is not None:
+            by_class = MetricSet({"ErrorClass": self.error_class}, BY_CLASS)
+            by_class.add("Errors", 1)
+            yield by_class
+        service = MetricSet({}, SERVICE_ONLY)
+        service.add("DynamoDBRetries", self.dynamodb_retries)
+        service.add("DynamoDBThrottles", self.dynamodb_throttles)
+        if self.turn:
+            service.add("Turns", 1)
+            service.add("ModelCalls", self.model_calls)
+            service.add("InputTokens", self.input_tokens)
+            service.add("OutputTokens", self.output_tokens)
+            service.add("ToolCalls", self.tool_calls)
+            service.add("Handoffs", self.handoffs)
+            service.add("HistoryItems", self.history_items)
+        if cold is not None:
+            service.add("ColdStart", 1)
+            service.add("InitDuration", cold)
+        yield service
+
+
+@dataclass
+class MetricSet:
+    """Metrics sharing one dimension set group: one EMF document."""
+
+    dimensions: dict[str, str]
+    dimension_sets: tuple[tuple[str, ...], ...]
+    values: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, value: float) -> None:
+        self.values[name] = value
+
+
+def write_metrics(metric_set: MetricSet) -> None:
+    """Print `metric_set` as one EMF document on stdout (nothing when metrics are disabled).
+
+    Powertools checks the document against the EMF schema; `service` is its own dimension.
+    """
+    metrics = EphemeralMetrics(
+        namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
+        service=os.environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE,
+    )
+    for name, value in metric_set.values.items():
+        metrics.add_metric(name=name, unit=METRICS[name].unit, value=value)
+    for dimension, label in metric_set.dimensions.items():
+        metrics.add_dimension(name=dimension, value=label)
+    for extra in metric_set.dimension_sets[1:]:
+        named = {key: label for key, label in metric_set.dimensions.items() if key in extra}
+        metrics.add_dimensions(service=metrics.service or DEFAULT_SERVICE, **named)
+    metrics.flush_metrics()
+
+
+def pseudonym(user_id: str, key: str | None = None) -> str:
+    """A stable pseudonymous id for `user_id`: HMAC-SHA256 keyed by LOG_USER_ID_KEY (the
+    stack's id on AWS), so logs can count a user's requests without naming the user."""
+    secret = (key or os.environ.get("LOG_USER_ID_KEY") or DEVELOPMENT_USER_ID_KEY).encode()
+    digest = hmac.new(secret, user_id.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
+    return f"u_{digest[:USER_ID_HEX_CHARS]}"
+
+
+# -- the current request ------------------------------------------------------------------
+
+_current: contextvars.ContextVar[RequestRecord | None] = contextvars.ContextVar(
+    "chatkit_request_record", default=None
+)
+
+
+def begin(request_id: str | None = None) -> RequestRecord:
+    """Start the record of a request; `current()` returns it in everything the request runs
+    (tasks it starts, worker threads through anyio, the agent's run)."""
+    record = RequestRecord(request_id=request_id)
+    _current.set(record)
+    return record
+
+
+def unfinished() -> RequestRecord | None:
+    """The record of the request being served, unless it is finished (or there is none)."""
+    record = _current.get()
+    return record if record is not None and not record.finished else None
+
+
+def current() -> RequestRecord:
+    """The record of the request being served (a detached one outside any request)."""
+    record = _current.get()
+    return record if record is not None else RequestRecord()
+
+
+# -- the execution environment ------------------------------------------------------------
+
+
+@dataclass
+class _Environment:
+    """Cold start and init duration, reported with the first request after the app is ready."""
+
+    restored_at: float | None = None  # monotonic time of a SnapStart restore
+    init_ms: float | None = None
+    reported: bool = False
+
+    def take_cold_start(self) -> float | None:
+        """The init duration, for the first request after `app_ready` only."""
+        if self.init_ms is None or self.reported:
+            return None
+        self.reported = True
+        return self.init_ms
+
+
+_environment = _Environment()
+
+
+def app_ready() -> None:
+    """The app is built: its first request reports a cold start with the init duration
+    (process start to now; after a SnapStart restore, restore to now). Once per process."""
+    if _environment.init_ms is None:
+        if _environment.restored_at is not None:
+            age = time.monotonic() - _environment.restored_at
+        else:
+            age = _process_age_seconds()
+        _environment.init_ms = round(age * 1000, 1)
+
+
+def restored() -> None:
+    """A SnapStart restore: the next `app_ready` is a cold start counted from now."""
+    global _environment
+    _environment = _Environment(restored_at=time.monotonic())
+
+
+def _process_age_seconds() -> float:
+    """Seconds since this process started (Linux's /proc), as Lambda's init duration counts."""
+    with open("/proc/self/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+# -- DynamoDB retries and throttles, from botocore's own events ----------------------------
+
+
+def _on_dynamodb_attempt(response: Any = None, **_: Any) -> None:
+    """botocore's needs-retry event: after every DynamoDB attempt, before the retry decision."""
+    if response is None:
+        return
+    parsed: Mapping[str, Any] = response[1] if len(response) > 1 else {}
+    if parsed.get("Error", {}).get("Code") in DYNAMODB_THROTTLING:
+        current().dynamodb_throttles += 1
+
+
+def _on_dynamodb_call(parsed: Mapping[str, Any] | None = None, **_: Any) -> None:
+    """botocore's after-call event: the call's answer, with how many retries it took."""
+    retries = (parsed or {}).get("ResponseMetadata", {}).get("RetryAttempts", 0)
+    if isinstance(retries, int) and retries > 0:
+        current().dynamodb_retries += retries
+
+
+def watch_dynamodb() -> None:
+    """Count DynamoDB retries and throttles of every botocore session created from now on
+    (PynamoDB makes its own, per thread), on the request being served. Idempotent."""
+    from botocore import handlers
+
+    for event, handler in (
+        ("needs-retry.dynamodb", _on_dynamodb_attempt),
+        ("after-call.dynamodb", _on_dynamodb_call),
+    ):
+        if (event, handler) not in handlers.BUILTIN_HANDLERS:
+            handlers.BUILTIN_HANDLERS.append((event, handler))
