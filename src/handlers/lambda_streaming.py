@@ -50,6 +50,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import telemetry
 from handlers.lambda_events import ASGIApp, LambdaContext, stream_http_response
 from logs import logger, route_all_logging
 
@@ -365,6 +366,7 @@ def initialize(
     try:
         api.restore_next()
         random.seed()  # every restored copy would otherwise draw the same numbers
+        telemetry.restored()  # its init duration counts from the restore, not the snapshot
         for func, args, kwargs in after_restore:
             func(*args, **kwargs)
         return build()
@@ -408,8 +410,6 @@ def _build_app() -> ASGIApp:
 
 def _preload() -> None:
     importlib.import_module("handlers.main")
-    # The init duration a restored copy reports counts from its restore, not from the snapshot.
-    register_after_restore(importlib.import_module("telemetry").restored)
 
 
 def use_managed_runtime_path(
