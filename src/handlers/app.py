@@ -123,9 +123,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 router = APIRouter()
 
 
-def request_record(request: Request) -> RequestRecord:
+async def request_record(request: Request) -> RequestRecord:
     """The request's telemetry record, begun before the user is verified: a refused token is
-    logged and measured too (the error map finishes the record of a request it answers)."""
+    logged and measured too (the error map finishes the record of a request it answers).
+    Async, so that FastAPI runs it in the request's own context (`telemetry.current()`)."""
     return telemetry.begin(request_id_of(request))
 
 
