@@ -134,5 +134,7 @@ async def call_chatkit(server: Any, request: dict[str, Any], ctx: Any) -> Any:
 def seed_item(store: Any, thread_id: str, item: Any, user_id: str) -> None:
     """Write an item's row exactly as the store would, as one UpdateItem without the check
     of its thread row (seeding thousands of rows through transactions is slow on moto)."""
+    from store.table import table_connection  # src is on the path by now (use_offline_aws)
+
     row = store.bodies.item_row(thread_id, item, user_id, False, shrunk=True)
-    store.table._get_connection().update_item(row.pk, range_key=row.sk, actions=row.actions)
+    table_connection(store.table).update_item(row.pk, range_key=row.sk, actions=row.actions)

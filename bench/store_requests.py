@@ -66,6 +66,7 @@ from store import (  # noqa: E402
     create_table,
 )
 from store.keys import created_sort_key  # noqa: E402
+from store.table import table_connection  # noqa: E402
 
 SIZES = (10, 1_000, 10_000)
 TABLE_NAME = "chatkit-bench"
@@ -251,7 +252,7 @@ class Bench:
         self.record = record
         self.store = DynamoDBStore(record, PayloadBucket(s3, BUCKET))
         self.server = BenchServer(self.store)
-        client = record._get_connection().connection.client
+        client = table_connection(record).connection.client
         self.dynamodb_client = client
         self.counter = RequestCounter(client, s3)
         self.sizes = RowSizes(client)
@@ -262,7 +263,7 @@ class Bench:
     @contextmanager
     def measure(self, section: str, operation: str, size: int, kind: str) -> Iterator[Measurement]:
         # PynamoDB recreates its client if credentials vanish; the handlers would be lost.
-        assert self.record._get_connection().connection.client is self.dynamodb_client
+        assert table_connection(self.record).connection.client is self.dynamodb_client
         with self.counter.measure() as m:
             yield m
         self.rows.append(Row(section, operation, size, kind, m))

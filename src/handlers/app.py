@@ -39,6 +39,7 @@ from handlers.dependencies import AppServices, Authenticator, CurrentUser, Servi
 from handlers.error_map import EXCEPTION_HANDLERS, error_response
 from logs import logger
 from store import RequestContext
+from store.keys import MAX_ID_LENGTH
 from telemetry import RequestRecord
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -193,7 +194,7 @@ def _describe(body: bytes) -> tuple[str, str | None]:
     thread_id = params.get("thread_id") if isinstance(params, dict) else None
     return (
         request_type if request_type in REQUEST_TYPES else "unknown",
-        thread_id if isinstance(thread_id, str) and len(thread_id) <= 255 else None,
+        thread_id if isinstance(thread_id, str) and len(thread_id) <= MAX_ID_LENGTH else None,
     )
 
 
