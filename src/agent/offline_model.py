@@ -1,8 +1,10 @@
 """A model that answers without an API key or network: the default of the local server and tests.
 
-It recognises the task commands, calls the matching task tool, answers after the tool result,
-and otherwise explains how to configure a real model. Its answers stream word by word through
-the same Responses API events a real model emits, so the Runner and ChatKit treat it as one.
+It routes by intent like triage would (tasks, files, anything else: the handoff to the
+specialist for it), recognises the task commands, calls the matching task tool, answers
+after the tool result, and otherwise explains how to configure a real model. Its answers
+stream word by word through the same Responses API events a real model emits, so the Runner
+and ChatKit treat it as one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agents import FunctionTool, ModelResponse, Usage
+from agents.handoffs import Handoff
 from agents.items import TResponseInputItem, TResponseOutputItem, TResponseStreamEvent
 from agents.model_settings import ModelSettings
 from agents.tool import Tool
@@ -76,6 +79,13 @@ _LIST_PATTERN = re.compile(
     r"|\bwhat\s+tasks\b|^\W*(?:my\s+)?tasks\W*$",
     re.I,
 )
+_FILES_PATTERN = re.compile(
+    r"\b(?:files?|attach(?:ed|ments?)|documents?|pdfs?|uploads?|uploaded|images?|pictures?)\b",
+    re.I,
+)
+HANDOFF_PREFIX = "transfer_to_"  # handoff tools are named transfer_to_<specialist key>
+TRIAGE_ROUTE = "transfer_to_triage"
+FILES_TOOL = "list_files"
 _RECALL_PATTERN = re.compile(
     rf"\bwhat\b{_GAP}\b(?:did\s+i\s+(?:say|write|ask|type)"
     r"|(?:was|were)\s+my\s+first\s+(?:message|words))",
@@ -233,12 +243,14 @@ class OfflineModel(StreamedModel):
 
 
 def _reply_to(request: ModelRequest) -> str | _ToolCall:
-    return _decide(_items(request.input), _available_tools(request.tools, request.model_settings))
+    tools = _available_tools(request.tools, request.model_settings)
+    return _decide(_items(request.input), tools, _routes(request.handoffs))
 
 
-def _decide(items: list[Mapping[str, Any]], tools: set[str]) -> str | _ToolCall:
-    """Choose the reply: a tool call for a task command, else text."""
-    if items and items[-1].get("type") == "function_call_output":
+def _decide(items: list[Mapping[str, Any]], tools: set[str], routes: set[str]) -> str | _ToolCall:
+    """Choose the reply: a handoff to the specialist for the intent, a tool call for a task
+    command, else text."""
+    if items and items[-1].get("type") == "function_call_output" and not _handed_over(items):
         return _answer_tool_result(items)
     messages = _user_messages(items)
     if not messages:
@@ -249,11 +261,44 @@ def _decide(items: list[Mapping[str, Any]], tools: set[str]) -> str | _ToolCall:
             return "This is your first message in this chat, so there is nothing earlier to quote."
         return f'Your first message in this chat was: "{messages[0].text}"'
     call = _task_intent(last.text)
+    intent = "tasks" if call else "files" if _about_files(last) else "general"
+    if (route := _route(intent, tools, routes)) is not None:
+        return _ToolCall(route, {})
+    if intent == "files" and FILES_TOOL in tools:
+        return _ToolCall(FILES_TOOL, {})
     if call is None:
         return _default_answer(last, tools)
     if call.name not in tools:
         return f"I understood that as a `{call.name}` request, but that tool isn't available here."
     return call
+
+
+def _route(intent: str, tools: set[str], routes: set[str]) -> str | None:
+    """Triage hands over to the specialist for the intent; a specialist that does not serve
+    it hands back to triage."""
+    if f"{HANDOFF_PREFIX}{intent}" in routes:
+        return f"{HANDOFF_PREFIX}{intent}"
+    serves = {
+        "tasks": bool(tools & set(_EXAMPLES)),
+        "files": FILES_TOOL in tools,
+        "general": not tools,
+    }[intent]
+    return TRIAGE_ROUTE if TRIAGE_ROUTE in routes and not serves else None
+
+
+def _about_files(message: _UserMessage) -> bool:
+    return bool(message.attachments) or bool(_FILES_PATTERN.search(message.text[:INTENT_CHARS]))
+
+
+def _handed_over(items: list[Mapping[str, Any]]) -> bool:
+    """Whether the newest output is a handoff's (the new agent answers the user's message)."""
+    call_id = items[-1].get("call_id")
+    return any(
+        item.get("type") == "function_call"
+        and item.get("call_id") == call_id
+        and str(item.get("name", "")).startswith(HANDOFF_PREFIX)
+        for item in items
+    )
 
 
 def _task_intent(text: str) -> _ToolCall | None:
@@ -290,6 +335,8 @@ def _answer_tool_result(items: list[Mapping[str, Any]]) -> str:
         ),
         None,
     )
+    if name == FILES_TOOL:
+        return _files_answer(_user_messages(items))
     if name == "list_tasks":
         if re.search(r"\b(?:list|tasks)\s+(?:is\s+|are\s+)?empty\b|\bno\s+tasks\b", output, re.I):
             return 'You have no tasks yet. Try "add a task to buy milk".'
@@ -299,15 +346,37 @@ def _answer_tool_result(items: list[Mapping[str, Any]]) -> str:
     return output if output[-1] in ".!?" else output + "."
 
 
-def _default_answer(message: _UserMessage, tools: set[str]) -> str:
+def _said(message: _UserMessage) -> str:
     said = f'you said "{_shorten(message.text, 80)}"' if message.text else "you sent a message"
     if message.attachments:
         count = len(message.attachments)
         said += f" with {count} attachment{'s' if count > 1 else ''}: " + "; ".join(
             message.attachments
         )
+    return said
+
+
+def _default_answer(message: _UserMessage, tools: set[str]) -> str:
+    said = _said(message)
     intro = f"I'm the offline model (no API key is configured), so I can't really chat, but {said}."
     return f"{intro}\n\n{_capabilities(tools)}\n\n{_CONFIGURE_HINT}"
+
+
+def _files_answer(messages: list[_UserMessage]) -> str:
+    """What the files of the chat are, as the model received them."""
+    with_files = [message for message in messages if message.attachments]
+    if not with_files:
+        return (
+            "I can't find any file in this chat yet: attach one with the paperclip button "
+            "and ask me about it."
+        )
+    answer = (
+        f"I'm the offline model, so I can only describe your files, but {_said(with_files[-1])}."
+    )
+    earlier = [name for message in with_files[:-1] for name in message.attachments]
+    if earlier:
+        answer += " Earlier in this chat: " + "; ".join(earlier) + "."
+    return f"{answer}\n\n{_CONFIGURE_HINT}"
 
 
 def _capabilities(tools: set[str]) -> str:
@@ -316,6 +385,10 @@ def _capabilities(tools: set[str]) -> str:
         return "I have no task tools here, so all I can do is describe how to set up a model."
     listed = ", ".join(examples[:-1]) + " or " + examples[-1] if len(examples) > 1 else examples[0]
     return f"I can manage your tasks: try {listed}."
+
+
+def _routes(handoffs: list[Handoff]) -> set[str]:
+    return {handoff.tool_name for handoff in handoffs}
 
 
 def _available_tools(tools: list[Tool], model_settings: ModelSettings) -> set[str]:

@@ -17,6 +17,8 @@ from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import AttachmentStore
 from chatkit.types import (
     AudioInput,
+    CustomSummary,
+    CustomTask,
     ErrorEvent,
     FeedbackKind,
     Page,
@@ -34,7 +36,8 @@ from chatkit.types import (
 from pydantic import BaseModel
 
 import telemetry
-from agent.assistant import build_assistant, build_titler
+from agent.assistant import Team, build_titler
+from agent.context import AssistantContext
 from agent.converter import AssistantConverter, AttachmentReader
 from agent.failures import BUSY_MESSAGE, describe_failure, failure_class, not_saved
 from agent.offline_model import generate_offline_title
@@ -42,7 +45,7 @@ from agent.providers import Models
 from agent.request_checks import RequestChecks, TranscriptionUnavailableError
 from agent.run_hooks import ANSWER_HOOKS, TITLE_HOOKS
 from agent.stream_guards import AnswerStream, guarded_answer
-from agent.tasks import TaskAgentContext, handle_task_action
+from agent.tasks import handle_task_action
 from agent.turn import AnswerTurn
 from agent.turn_store import TurnStore
 from agent.utc import with_utc_times
@@ -109,7 +112,7 @@ class AssistantServer(ChatKitServer[RequestContext]):
         self.models = models
         self.limits = limits
         self.attachment_reader = attachment_reader
-        self.agent = build_assistant(models.chat)
+        self.team = Team(models.chat)
         self.titler = build_titler(models.title) if models.title is not None else None
 
     async def process(
@@ -219,7 +222,7 @@ class AssistantServer(ChatKitServer[RequestContext]):
             title = asyncio.create_task(self._title_for(input_user_message))
 
         run = Runner.run_streamed(
-            self.agent,
+            self.team.starting_agent(thread),
             agent_input,
             context=agent_context,
             max_turns=self.limits.max_agent_turns,
@@ -228,7 +231,13 @@ class AssistantServer(ChatKitServer[RequestContext]):
         )
         turn.run = run
         answer = AnswerStream(
-            self.store, thread, context, turn, max_seconds=self.limits.max_turn_seconds, title=title
+            self.store,
+            thread,
+            context,
+            turn,
+            max_seconds=self.limits.max_turn_seconds,
+            title=title,
+            unfinished=lambda: _unfinished_work(agent_context),
         )
         events = guarded_answer(
             agent_context,
@@ -254,15 +263,22 @@ class AssistantServer(ChatKitServer[RequestContext]):
         history: Page[ThreadItem],
         context: RequestContext,
         turn: AnswerTurn,
-    ) -> TaskAgentContext:
+    ) -> AssistantContext:
         """The tools' view of the turn: its store, its tasks, what it answers, its effects."""
-        return TaskAgentContext(
+        return AssistantContext(
             thread=thread,
             store=TurnStore(self.store, thread.id, history),
             request_context=context,
             tasks=self.tasks,
             turn_key=_turn_key(message, history.data),
             effects=turn.effects,
+            thread_updates=turn.thread_updates,
+            files=[
+                attachment
+                for item in history.data
+                if isinstance(item, UserMessageItem)
+                for attachment in item.attachments
+            ],
         )
 
     async def _history(
@@ -430,6 +446,25 @@ def _turn_key(message: UserMessageItem | None, history: list[ThreadItem]) -> str
     if message is not None:
         return message.id
     return next((item.id for item in history if isinstance(item, UserMessageItem)), None)
+
+
+def _unfinished_work(context: AssistantContext) -> list[ThreadItem]:
+    """The workflow the agent was showing when its answer stopped, its running steps marked
+    as stopped: the user sees (and a reload shows) how far it got."""
+    workflow = context.workflow_item
+    if workflow is None:
+        return []
+    context.workflow_item = None
+    tasks = [
+        task.model_copy(update={"title": f"{task.title} (stopped)", "status_indicator": "none"})
+        if isinstance(task, CustomTask) and task.status_indicator == "loading"
+        else task
+        for task in workflow.workflow.tasks
+    ]
+    stopped = workflow.workflow.model_copy(
+        update={"tasks": tasks, "summary": CustomSummary(title="Stopped", icon="info")}
+    )
+    return [workflow.model_copy(update={"workflow": stopped})]
 
 
 def _text_of(message: UserMessageItem) -> str:

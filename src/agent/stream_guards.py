@@ -34,7 +34,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from agents import RunResultStreaming
 from agents.models.fake_id import FAKE_RESPONSES_ID
@@ -176,6 +176,7 @@ class AnswerStream:
         *,
         max_seconds: float,
         title: Awaitable[str] | None = None,
+        unfinished: Callable[[], list[ThreadItem]] = list,
     ) -> None:
         self.store = store
         self.thread = thread
@@ -183,6 +184,7 @@ class AnswerStream:
         self.turn = turn
         self.max_seconds = max_seconds
         self.title = title
+        self.unfinished = unfinished  # work the agent showed and did not finish (a workflow)
         self.timed_out = False
         self._created: dict[str, datetime] = {}  # each item's created_at, as first streamed
 
@@ -210,6 +212,8 @@ class AnswerStream:
                 # A finished message stays finished whatever failed after it.
                 async for out in self._saved_then_sent(held):
                     yield out
+            async for out in self._keep_unfinished():
+                yield out
             raise
         if self.timed_out:
             async for out in self._end_on_deadline(held):
@@ -271,9 +275,7 @@ class AnswerStream:
 
     async def _finish(self, held: ThreadItemDoneEvent | None) -> AsyncIterator[ThreadStreamEvent]:
         """The turn's last write: the last message, the new title, the lease given back."""
-        changed: ThreadMetadata | None = None
-        if self.title is not None:
-            changed = self.thread.model_copy(update={"title": await self.title})
+        changed = await self._changed_thread()
         try:
             await self.store.finish_turn(changed, held.item if held else None, self.context)
         except SAVE_FAILURES as error:
@@ -284,9 +286,28 @@ class AnswerStream:
         if changed is not None:
             # The SDK sends thread.updated; what it saves again was just saved.
             self.thread.title = changed.title
+            self.thread.metadata = changed.metadata
         if held is not None:
             yield held
             self.turn.shown.sent(held)
+
+    async def _changed_thread(self) -> ThreadMetadata | None:
+        """The thread with its new title and metadata (the specialist answering it), or None
+        when neither changed."""
+        update: dict[str, Any] = {}
+        if self.title is not None:
+            update["title"] = await self.title
+        metadata = {**self.thread.metadata, **self.turn.thread_updates}
+        metadata = {key: value for key, value in metadata.items() if value is not None}
+        if metadata != self.thread.metadata:
+            update["metadata"] = metadata
+        return self.thread.model_copy(update=update) if update else None
+
+    async def _keep_unfinished(self) -> AsyncIterator[ThreadStreamEvent]:
+        """What the agent showed and did not finish (its workflow) is kept as it stands."""
+        for item in self.unfinished():
+            async for out in self._saved_then_sent(ThreadItemDoneEvent(item=item)):
+                yield out
 
     async def _end_on_deadline(
         self, held: ThreadItemDoneEvent | None
@@ -296,6 +317,8 @@ class AnswerStream:
         if held is not None:
             async for out in self._saved_then_sent(held):
                 yield out
+        async for out in self._keep_unfinished():
+            yield out
         worth_keeping = self.turn.shown.partial_answers()
         for item_id in self.turn.shown.ids():
             partial = self.turn.shown.get(item_id)

@@ -6,14 +6,12 @@ task list widget, whose button actions the server passes to `handle_task_action`
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 from agents import RunContextWrapper, function_tool
 from chatkit.actions import Action
-from chatkit.agents import AgentContext
 from chatkit.store import NotFoundError, StoreItemType
 from chatkit.types import (
     ErrorEvent,
@@ -24,8 +22,9 @@ from chatkit.types import (
     ThreadStreamEvent,
     WidgetItem,
 )
-from pydantic import Field, SkipValidation
 
+from agent.context import AssistantContext
+from agent.progress import tool_step
 from agent.widgets import (
     COMPLETE_ACTION,
     DELETE_ACTION,
@@ -43,7 +42,6 @@ __all__ = [
     "TASK_ACTIONS",
     "TASK_INSTRUCTIONS",
     "TASK_TOOLS",
-    "TaskAgentContext",
     "add_task",
     "complete_task",
     "delete_task",
@@ -65,101 +63,94 @@ After a change, confirm it in one short sentence. The user can also use the widg
 you will find what they did in hidden context."""
 
 
-class TaskAgentContext(AgentContext[RequestContext]):
-    """chatkit's agent context for one turn, plus the store of the user's tasks.
-
-    `turn_key` names what the turn answers (its user message): a tool changes a task at most
-    once per turn key, so a retry of the same message does not repeat it. `effects` collects
-    what the tools changed, in words, for an error message to say truthfully.
-    """
-
-    tasks: Annotated[TaskStore, SkipValidation]
-    turn_key: str | None = None
-    effects: Annotated[list[str], SkipValidation] = Field(default_factory=list)
-    calls: Annotated[Counter[str], SkipValidation] = Field(default_factory=Counter)
-
-    def once_key(self, tool: str, argument: str) -> str | None:
-        """The key of this call: the turn, the tool, its argument, and which identical call of
-        the turn it is (a deliberate second identical call is a second change)."""
-        if self.turn_key is None:
-            return None
-        call = f"{tool}:{argument.strip().casefold()}"
-        self.calls[call] += 1
-        return f"{self.turn_key}:{call}:{self.calls[call]}"
-
-
 @function_tool
-async def add_task(ctx: RunContextWrapper[TaskAgentContext], title: str) -> str:
+async def add_task(ctx: RunContextWrapper[AssistantContext], title: str) -> str:
     """Add a task to the user's task list.
 
     Args:
         title: What the task is, in a few words (1-200 characters).
     """
     agent = ctx.context
-    key = agent.once_key("add_task", title)
-    try:
-        if key is None:
-            task, repeated = await agent.tasks.add(title, agent.request_context), False
-        else:
-            task, repeated = await agent.tasks.add_once(title, key, agent.request_context)
-    except ValueError as error:
-        return f"Task not added: {error}."
-    if repeated:
-        return (
-            f"Task #{task.number}: {task.title} was already added by an earlier attempt at "
-            "this message; it was not added again."
-        )
-    agent.effects.append(f"added task #{task.number} “{task.title}”")
-    return f"Added task #{task.number}: {task.title}"
+    async with tool_step(agent, f"Adding “{_short(title)}”…", "plus") as step:
+        key = agent.once_key("add_task", title)
+        try:
+            if key is None:
+                task, repeated = await agent.tasks.add(title, agent.request_context), False
+            else:
+                task, repeated = await agent.tasks.add_once(title, key, agent.request_context)
+        except ValueError as error:
+            step.refused(f"Task not added: {error}")
+            return f"Task not added: {error}."
+        if repeated:
+            step.done(f"Task #{task.number} “{task.title}” was already added")
+            return (
+                f"Task #{task.number}: {task.title} was already added by an earlier attempt at "
+                "this message; it was not added again."
+            )
+        agent.effects.append(f"added task #{task.number} “{task.title}”")
+        step.done(f"Added task #{task.number} “{task.title}”")
+        return f"Added task #{task.number}: {task.title}"
 
 
 @function_tool
-async def list_tasks(ctx: RunContextWrapper[TaskAgentContext]) -> str:
+async def list_tasks(ctx: RunContextWrapper[AssistantContext]) -> str:
     """Show the user's task list to the user as a widget (do not repeat it in your reply)."""
-    tasks = await ctx.context.tasks.load_tasks(ctx.context.request_context)
-    await ctx.context.stream_widget(task_list_widget(tasks), copy_text=task_list_copy_text(tasks))
+    agent = ctx.context
+    async with tool_step(agent, "Reading your task list…", "notebook") as step:
+        tasks = await agent.tasks.load_tasks(agent.request_context)
+        step.done(f"Read your task list: {task_list_summary(tasks)}")
+    # After the step: the widget ends the workflow it belongs to.
+    await agent.stream_widget(task_list_widget(tasks), copy_text=task_list_copy_text(tasks))
     return _shown_to_user(tasks)
 
 
 @function_tool
-async def complete_task(ctx: RunContextWrapper[TaskAgentContext], number: int) -> str:
+async def complete_task(ctx: RunContextWrapper[AssistantContext], number: int) -> str:
     """Mark a task of the user's list as done.
 
     Args:
         number: The task's number (shown as "#n" in the list).
     """
-    try:
-        task = await ctx.context.tasks.complete(number, ctx.context.request_context)
-    except NotFoundError:
-        return f"Task {number} does not exist"
-    # Completing is idempotent: a retry finds it done and says the same.
-    ctx.context.effects.append(f"completed task #{task.number} “{task.title}”")
-    return f"Completed task #{task.number}: {task.title}"
+    agent = ctx.context
+    async with tool_step(agent, f"Completing task #{number}…", "check") as step:
+        try:
+            task = await agent.tasks.complete(number, agent.request_context)
+        except NotFoundError:
+            step.refused(f"Task #{number} does not exist")
+            return f"Task {number} does not exist"
+        # Completing is idempotent: a retry finds it done and says the same.
+        agent.effects.append(f"completed task #{task.number} “{task.title}”")
+        step.done(f"Completed task #{task.number} “{task.title}”")
+        return f"Completed task #{task.number}: {task.title}"
 
 
 @function_tool
-async def delete_task(ctx: RunContextWrapper[TaskAgentContext], number: int) -> str:
+async def delete_task(ctx: RunContextWrapper[AssistantContext], number: int) -> str:
     """Delete a task from the user's list.
 
     Args:
         number: The task's number (shown as "#n" in the list).
     """
     agent = ctx.context
-    key = agent.once_key("delete_task", str(number))
-    try:
-        if key is None:
-            task, repeated = await agent.tasks.delete(number, agent.request_context), False
-        else:
-            task, repeated = await agent.tasks.delete_once(number, key, agent.request_context)
-    except NotFoundError:
-        return f"Task {number} does not exist"
-    if repeated:
-        return (
-            f"Task #{task.number}: {task.title} was already deleted by an earlier attempt at "
-            "this message."
-        )
-    agent.effects.append(f"deleted task #{task.number} “{task.title}”")
-    return f"Deleted task #{task.number}: {task.title}"
+    async with tool_step(agent, f"Deleting task #{number}…", "dot") as step:
+        key = agent.once_key("delete_task", str(number))
+        try:
+            if key is None:
+                task, repeated = await agent.tasks.delete(number, agent.request_context), False
+            else:
+                task, repeated = await agent.tasks.delete_once(number, key, agent.request_context)
+        except NotFoundError:
+            step.refused(f"Task #{number} does not exist")
+            return f"Task {number} does not exist"
+        if repeated:
+            step.done(f"Task #{task.number} “{task.title}” was already deleted")
+            return (
+                f"Task #{task.number}: {task.title} was already deleted by an earlier attempt at "
+                "this message."
+            )
+        agent.effects.append(f"deleted task #{task.number} “{task.title}”")
+        step.done(f"Deleted task #{task.number} “{task.title}”")
+        return f"Deleted task #{task.number}: {task.title}"
 
 
 TASK_TOOLS = [add_task, list_tasks, complete_task, delete_task]
@@ -213,6 +204,12 @@ async def handle_task_action(
             content=_what_the_user_did(action.type, number, task),
         )
     )
+
+
+def _short(title: str) -> str:
+    """A title as a progress line quotes it: one line, at most 60 characters."""
+    title = " ".join(title.split())
+    return title if len(title) <= 60 else title[:59] + "…"
 
 
 def _shown_to_user(tasks: Sequence[TaskRecord]) -> str:

@@ -4,7 +4,7 @@ its client, what its tools changed, and the agent run to cancel when the turn en
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Self
+from typing import Any, Self
 
 from agents import RunResultStreaming
 from chatkit.types import ThreadMetadata
@@ -21,6 +21,7 @@ class AnswerTurn(Turn):
     thread: ThreadMetadata | None = None  # the thread being answered, once answering starts
     first_message: str | None = None  # a new thread's first message, for its title
     effects: list[str] = field(default_factory=list)  # what tools changed, for the user
+    thread_updates: dict[str, Any] = field(default_factory=dict)  # the thread's new metadata
     kept: bool = False  # what the client saw was kept after it left
     run: RunResultStreaming | None = None  # the agent's run, cancelled when the turn ends
 

@@ -148,8 +148,8 @@ async def test_answer_over_the_time_limit_is_stopped_and_its_part_kept(
     assert "took longer than 0.5 seconds" in of_type(events, "error")[0]["message"]
     thread_id = events[0]["thread"]["id"]
     items = await all_items(store, thread_id, alice)
-    assert [item.type for item in items] == ["user_message", "assistant_message"]
-    partial = items[1].content[0].text  # type: ignore[union-attr]
+    assert [item.type for item in items] == ["user_message", "workflow", "assistant_message"]
+    partial = items[2].content[0].text  # type: ignore[union-attr]
     assert partial and partial == assistant_text(events)
 
 
@@ -206,6 +206,7 @@ async def test_bad_tool_arguments_from_the_model_do_not_break_the_turn(
 ) -> None:
     server = compatible_server(store, tasks, fake_openai)
     fake_openai.replies = [
+        Reply(tool_call=("transfer_to_tasks", "{}")),  # triage hands over
         Reply(tool_call=("add_task", "{this is not json")),
         Reply(["Sorry, ", "I could not add that."]),
     ]
@@ -215,7 +216,7 @@ async def test_bad_tool_arguments_from_the_model_do_not_break_the_turn(
     assert assistant_text(events) == "Sorry, I could not add that."
     assert of_type(events, "error") == []
     assert await tasks.load_tasks(alice) == []
-    tool_result = fake_openai.requests[1]["messages"][-1]
+    tool_result = fake_openai.requests[2]["messages"][-1]
     assert tool_result["role"] == "tool" and "error" in tool_result["content"].lower()
 
 

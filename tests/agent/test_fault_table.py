@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from botocore.retries.standard import ExponentialBackoff
+from chatkit.types import WorkflowItem
 from starlette.requests import Request
 
 from agent.server import AssistantServer, TurnLimits
@@ -43,6 +44,8 @@ from tests.support.fake_openai import FakeOpenAI, Reply
 
 # A text turn's writes: the user's message, then the answer (each one TransactWriteItems).
 ANSWER_SAVE = 1  # TransactWriteItems calls before the answer's, on an existing thread
+# What a first turn stores: the message, triage handing over (a workflow), the answer.
+FIRST_TURN = ["user_message", "workflow", "assistant_message"]
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +102,11 @@ async def test_an_answer_save_throttled_or_reset_within_the_retries_is_saved(
     events = await stream(server, add_message(thread_id, "Again"), alice)
 
     assert of_type(events, "error") == [] and 'you said "Again"' in assistant_text(events)
-    assert await stored_types(store, thread_id, alice) == ["user_message", "assistant_message"] * 2
+    assert await stored_types(store, thread_id, alice) == [
+        *FIRST_TURN,
+        "user_message",
+        "assistant_message",
+    ]
 
 
 async def test_an_answer_save_cancelled_by_a_concurrent_write_is_tried_again(
@@ -112,7 +119,11 @@ async def test_an_answer_save_cancelled_by_a_concurrent_write_is_tried_again(
     events = await stream(server, add_message(thread_id, "Again"), alice)
 
     assert of_type(events, "error") == []
-    assert await stored_types(store, thread_id, alice) == ["user_message", "assistant_message"] * 2
+    assert await stored_types(store, thread_id, alice) == [
+        *FIRST_TURN,
+        "user_message",
+        "assistant_message",
+    ]
 
 
 async def test_an_answer_that_cannot_be_saved_is_taken_back_and_said(
@@ -128,7 +139,7 @@ async def test_an_answer_that_cannot_be_saved_is_taken_back_and_said(
     assert error["message"].startswith("The answer could not be saved. Storage is unavailable")
     assert error["allow_retry"] is True
     types = await stored_types(store, thread_id, alice)
-    assert types == ["user_message", "assistant_message", "user_message"]
+    assert types == [*FIRST_TURN, "user_message"]
     # The thread was given back: the next message is answered.
     assert of_type(await stream(server, add_message(thread_id, "Once more"), alice), "error") == []
 
@@ -147,11 +158,7 @@ async def test_a_stalled_answer_save_is_reported_as_storage_not_as_the_model(
     assert "Storage is unavailable" in message
     assert "model" not in message and "longer than" not in message
     assert answer_taken_back(events)
-    assert await stored_types(store, thread_id, alice) == [
-        "user_message",
-        "assistant_message",
-        "user_message",
-    ]
+    assert await stored_types(store, thread_id, alice) == [*FIRST_TURN, "user_message"]
 
 
 async def test_history_that_cannot_be_read_is_a_storage_error_and_keeps_the_message(
@@ -165,11 +172,7 @@ async def test_history_that_cannot_be_read_is_a_storage_error_and_keeps_the_mess
     error = of_type(events, "error")[-1]
     assert error["message"].startswith("Storage is unavailable") and error["allow_retry"] is True
     assert of_type(events, "thread.item.added") == []
-    assert await stored_types(store, thread_id, alice) == [
-        "user_message",
-        "assistant_message",
-        "user_message",
-    ]
+    assert await stored_types(store, thread_id, alice) == [*FIRST_TURN, "user_message"]
 
 
 async def test_a_first_message_that_cannot_be_saved_leaves_no_thread(
@@ -210,7 +213,7 @@ async def test_dynamodb_down_before_anything_is_sent_is_a_503_with_retry_after(
     assert response.status_code == 503
     assert response.headers["retry-after"] == "2"
     assert response.json()["error"]["code"] == "unavailable"
-    assert await stored_types(store, thread_id, alice) == ["user_message", "assistant_message"]
+    assert await stored_types(store, thread_id, alice) == FIRST_TURN
 
 
 # -- the model provider -----------------------------------------------------------------------
@@ -263,6 +266,7 @@ async def test_a_retry_after_a_provider_error_does_not_repeat_the_tool_and_says_
 ) -> None:
     server = compatible_server(store, tasks, fake_openai)
     fake_openai.replies = [
+        Reply(tool_call=("transfer_to_tasks", "{}")),
         Reply(tool_call=("add_task", '{"title": "buy milk"}')),
         Reply(status=500),
     ]
@@ -273,7 +277,15 @@ async def test_a_retry_after_a_provider_error_does_not_repeat_the_tool_and_says_
     assert "added task #1 “buy milk”" in message and "will not repeat" in message
     thread_id = failed[0]["thread"]["id"]
     user_message = (await all_items(store, thread_id, alice))[0]
+    # The failed turn kept what it showed: the handoff and the task added.
+    kept = (await all_items(store, thread_id, alice))[1]
+    assert isinstance(kept, WorkflowItem)
+    assert [task.title for task in kept.workflow.tasks] == [  # type: ignore[union-attr]
+        "Task assistant is answering",
+        "Added task #1 “buy milk”",
+    ]
     fake_openai.replies = [
+        Reply(tool_call=("transfer_to_tasks", "{}")),
         Reply(tool_call=("add_task", '{"title": "buy milk"}')),
         Reply(["It is on your list."]),
     ]

@@ -57,7 +57,8 @@ async def test_create_streams_the_answer_and_persists_both_messages(
     assert len(of_type(events, "thread.item.updated")) > 3  # word by word
     thread_id = events[0]["thread"]["id"]
     items = await all_items(store, thread_id, alice)
-    assert [item.type for item in items] == ["user_message", "assistant_message"]
+    # The workflow shows (and keeps) triage handing the thread to a specialist.
+    assert [item.type for item in items] == ["user_message", "workflow", "assistant_message"]
 
 
 async def test_new_thread_gets_a_title_saved_and_sent(
@@ -158,6 +159,7 @@ async def test_get_by_id_returns_the_thread_with_its_items_and_no_metadata(
     assert thread["id"] == thread_id
     assert [item["type"] for item in thread["items"]["data"]] == [
         "user_message",
+        "workflow",
         "assistant_message",
     ]
     assert "never for the client" not in json.dumps(thread)
@@ -251,8 +253,8 @@ async def test_items_list_pages_with_after(server: AssistantServer, alice: Reque
     )
 
     assert first["has_more"] is True and len(first["data"]) == 3
-    assert rest["has_more"] is False and len(rest["data"]) == 1
-    assert rest["data"][0]["type"] == "assistant_message"
+    assert rest["has_more"] is False and len(rest["data"]) == 2
+    assert [item["type"] for item in rest["data"]] == ["user_message", "assistant_message"]
 
 
 async def test_items_list_with_an_id_containing_the_separator_is_refused(
@@ -350,7 +352,7 @@ async def test_retry_after_item_answers_again(
     server: AssistantServer, store: DynamoDBStore, alice: RequestContext
 ) -> None:
     thread_id = await new_thread(server, alice)
-    user, first_answer = await all_items(store, thread_id, alice)
+    user, _handoff, first_answer = await all_items(store, thread_id, alice)
 
     events = await stream(
         server,
@@ -363,6 +365,7 @@ async def test_retry_after_item_answers_again(
 
     assert assistant_text(events)
     items = await all_items(store, thread_id, alice)
+    # The retry continues with the specialist that answered: no handoff this time.
     assert [item.type for item in items] == ["user_message", "assistant_message"]
     assert items[1].id != first_answer.id
 

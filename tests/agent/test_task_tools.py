@@ -24,11 +24,11 @@ from chatkit.types import (
 from chatkit.widgets import DynamicWidgetComponent, StrictWidgetRoot, WidgetRoot
 from pydantic import BaseModel, TypeAdapter
 
+from agent.context import AssistantContext
 from agent.server import AssistantServer
 from agent.tasks import (
     TASK_INSTRUCTIONS,
     TASK_TOOLS,
-    TaskAgentContext,
     add_task,
     complete_task,
     delete_task,
@@ -43,11 +43,11 @@ T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
 THREAD = ThreadMetadata(id="thr_tasks", created_at=T0, title="Tasks")
 
 
-def agent_context(store: DynamoDBStore, tasks: TaskStore, user: RequestContext) -> TaskAgentContext:
-    return TaskAgentContext(thread=THREAD, store=store, request_context=user, tasks=tasks)
+def agent_context(store: DynamoDBStore, tasks: TaskStore, user: RequestContext) -> AssistantContext:
+    return AssistantContext(thread=THREAD, store=store, request_context=user, tasks=tasks)
 
 
-async def invoke(tool: FunctionTool, context: TaskAgentContext, **arguments: Any) -> Any:
+async def invoke(tool: FunctionTool, context: AssistantContext, **arguments: Any) -> Any:
     """Call the tool the way the Agents SDK runner does, with JSON arguments from the model."""
     raw = json.dumps(arguments)
     tool_context = ToolContext(
@@ -56,7 +56,7 @@ async def invoke(tool: FunctionTool, context: TaskAgentContext, **arguments: Any
     return await tool.on_invoke_tool(tool_context, raw)
 
 
-def streamed(context: TaskAgentContext) -> list[ThreadStreamEvent]:
+def streamed(context: AssistantContext) -> list[ThreadStreamEvent]:
     """The events the tools queued for stream_agent_response."""
     events: list[ThreadStreamEvent] = []
     while not context._events.empty():
@@ -64,6 +64,15 @@ def streamed(context: TaskAgentContext) -> list[ThreadStreamEvent]:
         assert isinstance(event, BaseModel)
         events.append(event)  # type: ignore[arg-type]
     return events
+
+
+def widgets_streamed(context: AssistantContext) -> list[ThreadItemDoneEvent]:
+    """The widget items the tools finished (the workflow showing their progress aside)."""
+    return [
+        event
+        for event in streamed(context)
+        if isinstance(event, ThreadItemDoneEvent) and isinstance(event.item, WidgetItem)
+    ]
 
 
 def task(number: int, title: str, done: bool = False) -> TaskRecord:
@@ -320,8 +329,8 @@ async def test_list_tasks_streams_the_widget_and_tells_the_model_not_to_repeat_i
 
     result = await invoke(list_tasks, context)
 
-    [event] = streamed(context)
-    assert isinstance(event, ThreadItemDoneEvent) and isinstance(event.item, WidgetItem)
+    [event] = widgets_streamed(context)
+    assert isinstance(event.item, WidgetItem)
     assert event.item.thread_id == THREAD.id
     assert header(event.item.widget) == "2 tasks, 1 done"
     assert [(row["title"], row["struck"]) for row in rows(event.item.widget)] == [
@@ -340,8 +349,8 @@ async def test_list_tasks_with_no_tasks_shows_the_empty_widget(
 
     result = await invoke(list_tasks, context)
 
-    [event] = streamed(context)
-    assert isinstance(event, ThreadItemDoneEvent) and isinstance(event.item, WidgetItem)
+    [event] = widgets_streamed(context)
+    assert isinstance(event.item, WidgetItem)
     assert rows(event.item.widget) == []
     assert "empty" in result and "widget" in result
 
@@ -355,8 +364,8 @@ async def test_list_tasks_shows_only_the_callers_tasks(
 
     await invoke(list_tasks, context)
 
-    [event] = streamed(context)
-    assert isinstance(event, ThreadItemDoneEvent) and isinstance(event.item, WidgetItem)
+    [event] = widgets_streamed(context)
+    assert isinstance(event.item, WidgetItem)
     assert [row["title"] for row in rows(event.item.widget)] == ["bob's"]
 
 

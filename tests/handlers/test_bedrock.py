@@ -130,13 +130,15 @@ async def test_text_streams_token_by_token_signed_with_aws_credentials(
         assert "/us-east-1/bedrock/aws4_request" in authorization
     [answered] = [r for r in bedrock.requests if "toolConfig" in r]
     assert answered["messages"] == [{"role": "user", "content": [{"text": "hi there"}]}]
-    assert "add_task" in answered["system"][0]["text"]  # the assistant's instructions
+    # Triage's instructions: it answered this one itself rather than hand it over.
+    assert "transfer_to_tasks" in answered["system"][0]["text"]
 
 
 async def test_a_tool_use_runs_the_task_tool_and_the_answer_follows(
     table: type[TableRecord], s3: Any, bedrock: FakeBedrock
 ) -> None:
     bedrock.replies = [
+        Reply(tool_use=("transfer_to_tasks", ["{}"])),  # triage hands over
         Reply(chunks=["Adding it."], tool_use=("add_task", ['{"title": ', '"buy milk"}'])),
         Reply(chunks=["Added ", "buy milk."]),
     ]
@@ -149,11 +151,13 @@ async def test_a_tool_use_runs_the_task_tool_and_the_answer_follows(
 
     assert not [e for e in events if e["type"] == "error"]
     assert "Added " in text_deltas(events) and "buy milk." in text_deltas(events)
-    # The tool's result went back to Bedrock as a toolResult for the toolUse's id.
+    # Triage offered the handoffs; the task assistant its tools and the way back.
     answers = [r for r in bedrock.requests if "toolConfig" in r]
-    tool_names = {t["toolSpec"]["name"] for t in answers[0]["toolConfig"]["tools"]}
-    assert {"add_task", "list_tasks"} <= tool_names
-    second = answers[1]["messages"]
+    names = [{t["toolSpec"]["name"] for t in r["toolConfig"]["tools"]} for r in answers]
+    assert {"transfer_to_tasks", "transfer_to_files", "transfer_to_general"} == names[0]
+    assert {"add_task", "list_tasks", "transfer_to_triage"} <= names[1]
+    # The tool's result went back to Bedrock as a toolResult for the toolUse's id.
+    second = answers[2]["messages"]
     use = second[-2]["content"][-1]["toolUse"]
     result = second[-1]["content"][0]["toolResult"]
     assert use["name"] == "add_task" and use["input"] == {"title": "buy milk"}
@@ -162,6 +166,35 @@ async def test_a_tool_use_runs_the_task_tool_and_the_answer_follows(
     # stored items show the widget the tool added.
     assert "buy milk" in json.dumps(items)
     assert not [e for e in listed if e["type"] == "error"]
+    # The handoff and the tool call are shown and stored with the thread (in two workflows:
+    # the text before the tool call ended the first).
+    titles = [
+        [task["title"] for task in item["workflow"]["tasks"]]
+        for item in items
+        if item["type"] == "workflow"
+    ]
+    assert titles == [["Task assistant is answering"], ["Added task #1 “buy milk”"]]
+
+
+async def test_reasoning_from_the_model_is_shown_as_its_thoughts_and_stored(
+    table: type[TableRecord], s3: Any, bedrock: FakeBedrock
+) -> None:
+    bedrock.replies = [
+        Reply(
+            reasoning=["The user wants ", "a task added."], tool_use=("transfer_to_tasks", ["{}"])
+        ),
+        Reply(chunks=["On it."]),
+    ]
+
+    async with app_client() as client:
+        events = await turn(client, "remind me to call mum")
+        items = await items_of(client, events[0]["thread"]["id"])
+
+    assert not [e for e in events if e["type"] == "error"]
+    [workflow] = [i["workflow"] for i in items if i["type"] == "workflow"]
+    thoughts = [t["content"] for t in workflow["tasks"] if t["type"] == "thought"]
+    assert thoughts == ["The user wants a task added."]
+    assert "Task assistant is answering" in [t.get("title") for t in workflow["tasks"]]
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,7 @@ class Reply:
     """One scripted answer: text deltas and tool uses, or one of the failures above."""
 
     chunks: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)  # reasoning text deltas, before the rest
     tool_use: tuple[str, list[str]] | None = None  # (tool name, the input JSON in pieces)
     status: int = 200
     error_type: str = "ThrottlingException"  # with a status other than 200
@@ -86,15 +87,22 @@ class FakeBedrock:
 def stream_frames(reply: Reply) -> list[bytes]:
     """The reply as ConverseStream events, in Bedrock's order."""
     frames = [event("messageStart", {"role": "assistant"})]
+    index = 0
+    if reply.reasoning:
+        for text in reply.reasoning:
+            delta = {"contentBlockIndex": index, "delta": {"reasoningContent": {"text": text}}}
+            frames.append(event("contentBlockDelta", delta))
+        frames.append(event("contentBlockStop", {"contentBlockIndex": index}))
+        index += 1
     if reply.chunks:
         for text in reply.chunks:
-            delta = {"contentBlockIndex": 0, "delta": {"text": text}}
+            delta = {"contentBlockIndex": index, "delta": {"text": text}}
             frames.append(event("contentBlockDelta", delta))
-        frames.append(event("contentBlockStop", {"contentBlockIndex": 0}))
+        frames.append(event("contentBlockStop", {"contentBlockIndex": index}))
+        index += 1
     stop = "end_turn"
     if reply.tool_use is not None:
         name, pieces = reply.tool_use
-        index = 1 if reply.chunks else 0
         start = {"toolUse": {"toolUseId": f"tooluse_{len(pieces)}{name}", "name": name}}
         frames.append(event("contentBlockStart", {"contentBlockIndex": index, "start": start}))
         for piece in pieces:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ class FakeOpenAI:
 def _tool_call_chunk(name: str, arguments: str) -> bytes:
     call = {
         "index": 0,
-        "id": "call_1",
+        "id": f"call_{uuid.uuid4().hex[:12]}",  # a call id is never reused in a run
         "type": "function",
         "function": {"name": name, "arguments": arguments},
     }
