@@ -1,20 +1,26 @@
 """What one chat turn costs the server: CPU and wall time, DynamoDB and S3 requests.
 
 Runs fully offline: the real `AssistantServer` with the offline model at zero word delay, on
-the real `DynamoDBStore` / `TaskStore` over moto's in-process `mock_aws`. Two kinds of turn
+the real `DynamoDBStore` / `TaskStore` over moto's in-process `mock_aws`. Four kinds of turn
 (`threads.add_user_message`) on threads already holding 10 and 1,000 items, plus the first
 turn of a new thread (`threads.create`):
 
-- text: "Tell me something nice", answered in text;
-- tool: "show my tasks" by a user with 5 tasks: the model calls list_tasks, the tool streams
-  the task list widget, the model answers.
+- text: "Tell me something nice", answered in text by the general assistant, which answered
+  the thread last;
+- tool: "show my tasks" by a user with 5 tasks, to the task assistant: the model calls
+  list_tasks, whose progress line is shown, the tool streams the task list widget, the model
+  answers;
+- handoff: "Tell me something nice" on a thread no specialist answered yet: triage hands it
+  to the general assistant (a workflow entry naming it), which answers;
+- progress: "add a task to buy milk" to the task assistant: add_task runs with its progress
+  line ("Adding “buy milk”…", then what it did), the model answers.
 
 Each turn is driven through `ChatKitServer.process` and its stream consumed, like a client
 would. After every turn the items it added are deleted again (not timed, not counted), so
 every measured turn sees a thread of exactly the seeded size. Every turn holds its thread's
 lease (taken with the request that reads the thread, given back with the last write), as in
 production. Prints Markdown and exits non-zero when a turn's requests depend on the thread's
-size, a text turn takes more than four DynamoDB requests or a first turn more than two
+size, a text turn takes more than four DynamoDB requests or a first turn more than three
 (see `check`).
 
     uv run python bench/turns.py        # from the repository root
@@ -76,13 +82,30 @@ SIZES = (10, 1_000)
 WARMUP_TURNS = 3
 MEASURED_TURNS = 50
 TEXT_BUDGET = 4  # DynamoDB requests a text turn may take, lease included
-FIRST_TURN_BUDGET = 2  # and the first turn of a new thread, title included
+FIRST_TURN_BUDGET = 3  # and the first turn of a new thread: title and handoff included
 TABLE_NAME = "chatkit-bench-turns"
 BUCKET = "chatkit-bench-turns-payloads"
 REGION = "us-east-1"
 USER = "bench-turns-user"
 TEXT_MESSAGE = "Tell me something nice"
 TOOL_MESSAGE = "show my tasks"
+ADD_MESSAGE = "add a task to buy milk"
+KINDS = ("text", "tool", "handoff", "progress")
+MESSAGES = {
+    "text": TEXT_MESSAGE,
+    "tool": TOOL_MESSAGE,
+    "handoff": TEXT_MESSAGE,
+    "progress": ADD_MESSAGE,
+}
+# The specialist that answered each kind's thread last (None: triage decides).
+SPECIALISTS = {"text": "general", "tool": "tasks", "handoff": None, "progress": "tasks"}
+# What each kind of turn adds to its thread.
+ADDED = {
+    "text": ["user_message", "assistant_message"],
+    "tool": ["user_message", "workflow", "widget", "assistant_message"],
+    "handoff": ["user_message", "workflow", "assistant_message"],
+    "progress": ["user_message", "workflow", "assistant_message"],
+}
 TASK_TITLES = ("buy milk", "call mom", "water the plants", "book the dentist", "renew passport")
 SEED_PREFIX = "msg_seed"  # seeded item ids; generated ids are hex after "msg_", never "seed"
 
@@ -190,7 +213,7 @@ class Sample:
 @dataclass
 class Row:
     turn: str  # as printed
-    kind: str  # "text" | "tool"
+    kind: str  # one of KINDS
     size: int | None  # items in the thread before the turn; None: a new thread
     request: dict[str, Any]
     thread: ThreadMetadata | None  # None: the request creates a thread
@@ -262,12 +285,23 @@ class Bench:
         return thread
 
     def restore(self, thread: ThreadMetadata) -> int:
-        """Delete the items turns added after the seeded ones; return how many there were."""
+        """Delete the items and tasks turns added after the seeded ones; return how many
+        items there were."""
         newest = self.store._load_thread_items(thread.id, None, 20, "desc", USER).data
         added = [item for item in newest if not item.id.startswith(SEED_PREFIX)]
         for item in added:
             self.store._delete_item(thread.id, item.id, USER)
+        for task in self.tasks._load_tasks(USER)[len(TASK_TITLES) :]:
+            self.tasks._delete(task.number, USER)
         return len(added)
+
+    def prepare(self, row: Row) -> None:
+        """Make the thread's last specialist the one of the row's kind (not counted)."""
+        if row.thread is not None:
+            specialist = SPECIALISTS[row.kind]
+            metadata = {"specialist": specialist} if specialist else {}
+            update = {"metadata": metadata}
+            self.store._save_thread(row.thread.model_copy(update=update), self.ctx)
 
     # -- measuring ------------------------------------------------------------------------
 
@@ -284,7 +318,7 @@ class Bench:
 
     def add_row(self, kind: str, thread: ThreadMetadata | None, size: int | None) -> None:
         """A turn to measure: on `thread` (restored after each turn), or a new thread if None."""
-        message = TEXT_MESSAGE if kind == "text" else TOOL_MESSAGE
+        message = MESSAGES[kind]
         if thread is None:
             request = {"type": "threads.create", "params": {"input": user_input(message)}}
             label = f"{kind}, first turn (threads.create)"
@@ -304,6 +338,7 @@ class Bench:
         gc.freeze()
         for round_index in range(WARMUP_TURNS + MEASURED_TURNS):
             for row in self.rows:
+                self.prepare(row)
                 sample, events = await self.turn(row.request)
                 if round_index == WARMUP_TURNS:
                     self.check_answer(row, events)
@@ -311,30 +346,45 @@ class Bench:
                     row.samples.append(sample)
                 if row.thread is not None:
                     added = self.restore(row.thread)
-                    expected = 2 if row.kind == "text" else 3
+                    expected = len(ADDED[row.kind])
                     where = f"{row.kind} turn at {row.label}"
                     self.expect(added == expected, f"{where}: {added} items, not {expected}")
 
     def check_answer(self, row: Row, events: list[dict[str, Any]]) -> None:
-        """The turn did what it should: a text answer; for the tool turn also the widget; on
-        a new thread also the title."""
+        """The turn did what it should: its items; the answer; the widget with every task;
+        the workflow naming the specialist or the tool's work; on a new thread the title."""
         done = [e["item"] for e in events if e["type"] == "thread.item.done"]
         types = [item["type"] for item in done]
         answer = "".join(part["text"] for part in done[-1].get("content", []))
+        steps = [
+            task.get("title")
+            for item in done
+            if item["type"] == "workflow"
+            for task in item["workflow"]["tasks"]
+        ]
         where = f"{row.turn} at {row.label}"
+        expected_answer, expected_steps = {
+            "text": (f'you said "{TEXT_MESSAGE}"', []),
+            "tool": ("That's your task list above.", ["Read your task list: 5 tasks, 0 done"]),
+            "handoff": (f'you said "{TEXT_MESSAGE}"', ["General assistant is answering"]),
+            "progress": ("Added task #", ["Added task #"]),
+        }[row.kind]
+        expected_types = ADDED[row.kind]
         if row.thread is None:
             titles = [e["thread"].get("title") for e in events if e["type"] == "thread.updated"]
             self.expect(titles == [TEXT_MESSAGE], f"{where}: titles {titles}")
-        if row.kind == "text":
-            self.expect(types == ["user_message", "assistant_message"], f"{where}: {types}")
-            self.expect(f'you said "{TEXT_MESSAGE}"' in answer, f"{where}: answer {answer!r}")
-        else:
-            expected = ["user_message", "widget", "assistant_message"]
-            self.expect(types == expected, f"{where}: {types}")
-            widget = str(done[1].get("widget")) if len(done) > 1 else ""
+            expected_types = ADDED["handoff"]
+            expected_steps = ["General assistant is answering"]
+        self.expect(types == expected_types, f"{where}: {types}")
+        self.expect(expected_answer in answer, f"{where}: answer {answer!r}")
+        matching = len(steps) == len(expected_steps) and all(
+            str(step).startswith(want) for step, want in zip(steps, expected_steps, strict=True)
+        )
+        self.expect(matching, f"{where}: workflow {steps}")
+        if row.kind == "tool":
+            widget = str(done[2].get("widget")) if len(done) > 2 else ""
             shown = [title for title in TASK_TITLES if title in widget]
             self.expect(len(shown) == len(TASK_TITLES), f"{where}: widget shows {shown}")
-            self.expect(answer == "That's your task list above.", f"{where}: answer {answer!r}")
 
 
 # -- report -------------------------------------------------------------------------------
@@ -350,8 +400,9 @@ def report(bench: Bench, runtime: float) -> bool:
         f"`AssistantServer.process` + consuming the stream, offline model at zero word delay. "
         f"{WARMUP_TURNS} warm-up rounds, then {MEASURED_TURNS} measured rounds of one turn per "
         "row. After each turn its items are deleted again (not timed), so every turn sees the "
-        "seeded thread size. What is alive before the first turn is frozen (`gc.freeze()`), so "
-        "garbage collections do not scan moto's seeded table. The tool turn's user has 5 tasks.\n"
+        "seeded thread size (and the thread's last specialist, the task list). What is alive "
+        "before the first turn is frozen (`gc.freeze()`), so garbage collections do not scan "
+        "moto's seeded table. The tool turn's user has 5 tasks.\n"
     )
     print(
         "CPU = `time.process_time()`: every thread of the process, so the store's worker "
@@ -411,7 +462,7 @@ def check(bench: Bench, runtime: float) -> bool:
     print("\n## check\n")
     problems = list(bench.failures)
     smallest, largest = min(SIZES), max(SIZES)
-    for kind in ("text", "tool"):
+    for kind in KINDS:
         by_size = {row.size: row for row in bench.rows if row.kind == kind and row.thread}
         small, large = by_size[smallest].samples[0].m, by_size[largest].samples[0].m
         if counts(small) != counts(large):
@@ -456,7 +507,7 @@ async def run() -> bool:
         for size in SIZES:
             log(f"seeding a thread of {size:,} items")
             threads[size] = bench.seed_thread(size)
-        for kind in ("text", "tool"):
+        for kind in KINDS:
             for size in SIZES:
                 bench.add_row(kind, threads[size], size)
         bench.add_row("text", None, None)

@@ -205,11 +205,16 @@ class _EventPrinter:
         match event.get("type"):
             case "thread.created" | "thread.updated":
                 self.thread_id = event["thread"]["id"]
+            case "thread.item.added":
+                for task in ((event.get("item") or {}).get("workflow") or {}).get("tasks") or []:
+                    self._running(task)
             case "thread.item.updated":
                 update = event.get("update") or {}
                 if update.get("type") == "assistant_message.content_part.text_delta":
                     self._streamed.add(event["item_id"])
                     self._write(update["delta"])
+                elif update.get("type") in ("workflow.task.added", "workflow.task.updated"):
+                    self._running(update.get("task") or {})
             case "thread.item.done" | "thread.item.replaced":
                 self._show_item(event["item"])
             case "progress_update":
@@ -238,6 +243,11 @@ class _EventPrinter:
             case _:
                 self._end_line()
                 print(_describe_item(item), file=self.out, flush=True)
+
+    def _running(self, task: dict[str, Any]) -> None:
+        """A tool call's progress line, while it runs (what it did comes with the workflow)."""
+        if task.get("status_indicator") == "loading" and task.get("title"):
+            self._note(f"… {task['title']}")
 
     def _write(self, text: str) -> None:
         if text:
@@ -284,9 +294,18 @@ def _describe_item(item: dict[str, Any]) -> str:
         case "task":
             return f"[task] {(item.get('task') or {}).get('title') or ''}".rstrip()
         case "workflow":
-            return "[workflow]"
+            tasks = (item.get("workflow") or {}).get("tasks") or []
+            lines = [_task_line(task) for task in tasks if isinstance(task, dict)]
+            return "[workflow] " + "\n           ".join(lines) if lines else "[workflow]"
         case other:
             return f"[{other}]"
+
+
+def _task_line(task: dict[str, Any]) -> str:
+    """A workflow task: a thought of the model, or a step (a handoff, a tool call)."""
+    if task.get("type") == "thought":
+        return f"(thinking) {task.get('content') or ''}".rstrip()
+    return str(task.get("title") or task.get("content") or task.get("type") or "")
 
 
 def _text_of(item: dict[str, Any]) -> str:

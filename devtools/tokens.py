@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import jwt
 
@@ -22,10 +23,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET_FILE_ENV = "CHATKIT_DEV_SECRET_FILE"
 
 
-def mint_token(secret: str, user_id: str, lifetime_seconds: int = TOKEN_HOURS * 3600) -> str:
-    """An HS256 token for `user_id` with `sub`, `iat` and `exp`, as `handlers.auth` expects."""
+def mint_token(
+    secret: str,
+    user_id: str,
+    lifetime_seconds: int = TOKEN_HOURS * 3600,
+    claims: Mapping[str, Any] | None = None,
+) -> str:
+    """An HS256 token for `user_id` with `sub`, `iat` and `exp`, as `handlers.auth` expects,
+    plus `claims` (name, locale, zoneinfo, roles…: see the claim mapping)."""
     now = int(time.time())
-    return jwt.encode({"sub": user_id, "iat": now, "exp": now + lifetime_seconds}, secret, "HS256")
+    payload = {**(claims or {}), "sub": user_id, "iat": now, "exp": now + lifetime_seconds}
+    return jwt.encode(payload, secret, "HS256")
 
 
 def default_secret_file(env: Mapping[str, str] | None = None) -> Path:
@@ -61,7 +69,21 @@ def token_main(argv: Sequence[str] | None = None) -> int:
         "--hours", type=float, default=TOKEN_HOURS, help=f"lifetime (default {TOKEN_HOURS})"
     )
     parser.add_argument("--secret-file", type=Path, help="file holding the HS256 secret")
+    parser.add_argument(
+        "--claim",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an identity claim, repeatable: name, locale, zoneinfo, roles (comma-separated), "
+        "org_id… (see the claim mapping)",
+    )
     options = parser.parse_args(argv)
+    claims: dict[str, Any] = {}
+    for claim in options.claim:
+        name, sep, value = claim.partition("=")
+        if not sep or not name:
+            parser.error(f"--claim {claim!r}: expected NAME=VALUE")
+        claims[name] = value.split(",") if name in ("roles", "cognito:groups") else value
     if options.secret_file is not None:
         secret = read_secret(options.secret_file)
     else:
@@ -74,7 +96,7 @@ def token_main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    print(mint_token(secret, options.user, int(options.hours * 3600)))
+    print(mint_token(secret, options.user, int(options.hours * 3600), claims))
     return 0
 
 

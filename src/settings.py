@@ -74,6 +74,35 @@ class TokenRules:
 
 
 @dataclass(frozen=True)
+class ClaimMapping:
+    """Which token claims say who the user is: for each, the claim names tried in order (a
+    dotted name also reaches into nested claims). The defaults cover Cognito (its groups,
+    `custom:tenant`) and plain OIDC (`name`, `locale`, `zoneinfo`, `roles`, `org_id`)."""
+
+    name: tuple[str, ...] = ("name", "preferred_username", "cognito:username")
+    locale: tuple[str, ...] = ("locale",)
+    time_zone: tuple[str, ...] = ("zoneinfo",)
+    tenant: tuple[str, ...] = ("custom:tenant", "org_id", "tenant")
+    roles: tuple[str, ...] = ("cognito:groups", "roles")
+    default_role: str = "member"  # for a token without a known role (viewer, member)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ClaimMapping:
+        """Read the mapping; SettingsError for an unknown DEFAULT_ROLE."""
+        default_role = env.get("DEFAULT_ROLE") or cls.default_role
+        if default_role not in ("viewer", "member"):
+            raise SettingsError("DEFAULT_ROLE must be viewer or member")
+        return cls(
+            name=_names(env, "CLAIM_NAME", cls.name),
+            locale=_names(env, "CLAIM_LOCALE", cls.locale),
+            time_zone=_names(env, "CLAIM_TIME_ZONE", cls.time_zone),
+            tenant=_names(env, "CLAIM_TENANT", cls.tenant),
+            roles=_names(env, "CLAIM_ROLES", cls.roles),
+            default_role=default_role,
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     # Storage
     table_name: str = "chatkit-lambda"
@@ -104,6 +133,7 @@ class Settings:
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
     tokens: TokenRules = field(default_factory=TokenRules)
+    claims: ClaimMapping = field(default_factory=ClaimMapping)
     secrets_max_age_seconds: float = 300.0
     # HTTP and uploads
     max_request_bytes: int = 6_000_000
@@ -154,6 +184,7 @@ class Settings:
             oidc_audience=env.get("OIDC_AUDIENCE") or None,
             oidc_jwks_url=env.get("OIDC_JWKS_URL") or None,
             tokens=TokenRules.from_env(env),
+            claims=ClaimMapping.from_env(env),
             secrets_max_age_seconds=_number(
                 env, "SECRETS_MAX_AGE_SECONDS", cls.secrets_max_age_seconds
             ),
@@ -202,6 +233,12 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum:g}")
     return value
+
+
+def _names(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Claim names, comma-separated; unset or empty: `default`."""
+    names = tuple(part.strip() for part in (env.get(name) or "").split(",") if part.strip())
+    return names or default
 
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:

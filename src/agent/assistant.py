@@ -8,13 +8,14 @@ Each handoff is shown in the turn's workflow ("Task assistant is answering") and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from agents import Agent, Handoff, Model, RunContextWrapper, handoff
 from chatkit.types import ThreadMetadata
 
 from agent.context import AssistantContext
+from agent.identity import about_the_user
 from agent.progress import show_step
 from agent.specialists import SPECIALISTS, Specialist
 
@@ -41,7 +42,9 @@ class Team:
     def __init__(self, model: Model, specialists: Sequence[Specialist] = SPECIALISTS) -> None:
         routes = "\n".join(f"- transfer_to_{s.key}: {s.description}" for s in specialists)
         self.triage = Agent[AssistantContext](
-            name="Triage", instructions=TRIAGE_INSTRUCTIONS.format(routes=routes), model=model
+            name="Triage",
+            instructions=_knowing_the_user(TRIAGE_INSTRUCTIONS.format(routes=routes)),
+            model=model,
         )
         back = handoff(
             self.triage,
@@ -73,11 +76,25 @@ def _specialist_agent(
     return Agent[AssistantContext](
         name=specialist.name,
         handoff_description=specialist.description,
-        instructions=f"{common}\n\n{specialist.instructions}",
+        instructions=_knowing_the_user(f"{common}\n\n{specialist.instructions}"),
         tools=list(specialist.tools),
         handoffs=[back],
         model=model,
     )
+
+
+Instructions = Callable[[RunContextWrapper[AssistantContext], Agent[AssistantContext]], str]
+
+
+def _knowing_the_user(instructions: str) -> Instructions:
+    """`instructions`, then what the verified token says about the user (agent.identity)."""
+
+    def with_the_user(
+        ctx: RunContextWrapper[AssistantContext], agent: Agent[AssistantContext]
+    ) -> str:
+        return f"{instructions}\n\n{about_the_user(ctx.context.request_context.identity)}"
+
+    return with_the_user
 
 
 def _handoff_to(

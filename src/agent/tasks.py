@@ -24,7 +24,9 @@ from chatkit.types import (
 )
 
 from agent.context import AssistantContext
-from agent.progress import tool_step
+from agent.identity import local_time
+from agent.progress import Step, tool_step
+from agent.roles import may_change_tasks, refusal
 from agent.widgets import (
     COMPLETE_ACTION,
     DELETE_ACTION,
@@ -35,7 +37,7 @@ from agent.widgets import (
     task_list_summary,
     task_list_widget,
 )
-from store.context import RequestContext
+from store.context import Identity, RequestContext
 from store.tasks import TaskRecord, TaskStore
 
 __all__ = [
@@ -72,6 +74,8 @@ async def add_task(ctx: RunContextWrapper[AssistantContext], title: str) -> str:
     """
     agent = ctx.context
     async with tool_step(agent, f"Adding “{_short(title)}”…", "plus") as step:
+        if not may_change_tasks(agent.request_context.identity):
+            return _refused(agent, step)
         key = agent.once_key("add_task", title)
         try:
             if key is None:
@@ -100,8 +104,10 @@ async def list_tasks(ctx: RunContextWrapper[AssistantContext]) -> str:
         tasks = await agent.tasks.load_tasks(agent.request_context)
         step.done(f"Read your task list: {task_list_summary(tasks)}")
     # After the step: the widget ends the workflow it belongs to.
-    await agent.stream_widget(task_list_widget(tasks), copy_text=task_list_copy_text(tasks))
-    return _shown_to_user(tasks)
+    identity = agent.request_context.identity
+    widget = task_list_widget(tasks, lambda moment: local_time(moment, identity))
+    await agent.stream_widget(widget, copy_text=task_list_copy_text(tasks))
+    return _shown_to_user(tasks, identity)
 
 
 @function_tool
@@ -113,6 +119,8 @@ async def complete_task(ctx: RunContextWrapper[AssistantContext], number: int) -
     """
     agent = ctx.context
     async with tool_step(agent, f"Completing task #{number}…", "check") as step:
+        if not may_change_tasks(agent.request_context.identity):
+            return _refused(agent, step)
         try:
             task = await agent.tasks.complete(number, agent.request_context)
         except NotFoundError:
@@ -121,7 +129,8 @@ async def complete_task(ctx: RunContextWrapper[AssistantContext], number: int) -
         # Completing is idempotent: a retry finds it done and says the same.
         agent.effects.append(f"completed task #{task.number} “{task.title}”")
         step.done(f"Completed task #{task.number} “{task.title}”")
-        return f"Completed task #{task.number}: {task.title}"
+        when = local_time(task.completed_at or task.created_at, agent.request_context.identity)
+        return f"Completed task #{task.number}: {task.title} (done {when})"
 
 
 @function_tool
@@ -133,6 +142,8 @@ async def delete_task(ctx: RunContextWrapper[AssistantContext], number: int) -> 
     """
     agent = ctx.context
     async with tool_step(agent, f"Deleting task #{number}…", "dot") as step:
+        if not may_change_tasks(agent.request_context.identity):
+            return _refused(agent, step)
         key = agent.once_key("delete_task", str(number))
         try:
             if key is None:
@@ -183,6 +194,9 @@ async def handle_task_action(
     if number is None:
         yield _error('A task action needs the payload {"number": <positive integer>}.')
         return
+    if not may_change_tasks(context.identity):
+        yield _error(f"{refusal(context.identity)}.")
+        return
 
     task: TaskRecord | None
     try:
@@ -191,9 +205,13 @@ async def handle_task_action(
         task = None
 
     fresh = await tasks.load_tasks(context)
+    identity = context.identity
     yield ThreadItemReplacedEvent(
         item=sender.model_copy(
-            update={"widget": task_list_widget(fresh), "copy_text": task_list_copy_text(fresh)}
+            update={
+                "widget": task_list_widget(fresh, lambda moment: local_time(moment, identity)),
+                "copy_text": task_list_copy_text(fresh),
+            }
         )
     )
     yield ThreadItemDoneEvent(
@@ -206,20 +224,29 @@ async def handle_task_action(
     )
 
 
+def _refused(agent: AssistantContext, step: Step) -> str:
+    """A change the user's role does not allow: the step and the model both say why."""
+    reason = refusal(agent.request_context.identity)
+    step.refused(reason)
+    return f"{reason}. Tell the user so; nothing was changed."
+
+
 def _short(title: str) -> str:
     """A title as a progress line quotes it: one line, at most 60 characters."""
     title = " ".join(title.split())
     return title if len(title) <= 60 else title[:59] + "…"
 
 
-def _shown_to_user(tasks: Sequence[TaskRecord]) -> str:
+def _shown_to_user(tasks: Sequence[TaskRecord], identity: Identity) -> str:
     if not tasks:
         return (
             "The user's task list is empty; it is now shown to the user as a widget. "
             "Do not repeat it."
         )
     reference = "; ".join(
-        f"#{task.number} {task.title} ({'done' if task.done else 'open'})" for task in tasks
+        f"#{task.number} {task.title} ({'done' if task.done else 'open'}, added "
+        f"{local_time(task.created_at, identity)})"
+        for task in tasks
     )
     return (
         f"The task list ({task_list_summary(tasks)}) is now shown to the user as a widget. "

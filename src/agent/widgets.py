@@ -7,7 +7,8 @@ the actions each button sends to `ChatKitServer.action()`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,11 @@ EMPTY_TEXT = "No tasks yet — ask me to add one."
 _TEMPLATE_FILE = Path(__file__).parent / "templates" / "task_list.widget"
 
 
-def task_list_widget(tasks: Sequence[TaskRecord]) -> WidgetRoot:
-    """A card with the count header, one row per task (number, title, state, buttons).
+def task_list_widget(
+    tasks: Sequence[TaskRecord], when: Callable[[datetime], str] | None = None
+) -> WidgetRoot:
+    """A card with the count header, one row per task (number, title, state, buttons, and
+    when it was added or done, written by `when`: in the user's time zone).
 
     An open task offers "Complete" (`tasks.complete`), a done one "Reopen" (`tasks.reopen`);
     every task offers "Delete" (`tasks.delete`). Each action's payload is `{"number": n}`.
@@ -38,7 +42,7 @@ def task_list_widget(tasks: Sequence[TaskRecord]) -> WidgetRoot:
             "key": TASK_LIST_KEY,
             "summary": task_list_summary(tasks),
             "empty_text": EMPTY_TEXT,
-            "tasks": [_row(task) for task in tasks],
+            "tasks": [_row(task, when) for task in tasks],
         }
     )
 
@@ -63,9 +67,11 @@ def task_action(action_type: str, number: int) -> ActionConfig:
     return ActionConfig(type=action_type, payload={"number": number})
 
 
-def _row(task: TaskRecord) -> dict[str, Any]:
+def _row(task: TaskRecord, when: Callable[[datetime], str] | None) -> dict[str, Any]:
     toggle = REOPEN_ACTION if task.done else COMPLETE_ACTION
+    moment = task.completed_at if task.done and task.completed_at else task.created_at
     return {
+        "when": f"{'Done' if task.done else 'Added'} {when(moment)}" if when else "",
         "key": f"task-{task.number}",
         "label": f"#{task.number}",
         "title": task.title,

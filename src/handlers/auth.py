@@ -1,6 +1,7 @@
 """Who is calling: a Bearer JWT verified against an HS256 secret or an OIDC issuer's keys.
 
-The token's `sub` becomes `RequestContext.user_id`, the only user id the store ever sees.
+The token's `sub` becomes `RequestContext.user_id`, the only user id the store ever sees; its
+name, locale, time zone, tenant and roles become `RequestContext.identity` (handlers.claims).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import anyio.to_thread
 import jwt
 from starlette.requests import Request
 
+from handlers.claims import identity_from
 from handlers.secrets import SecretParameter
-from settings import Settings, TokenRules
+from settings import ClaimMapping, Settings, TokenRules
 from store import InvalidIdError, RequestContext
 
 LEEWAY_SECONDS = 30
@@ -173,8 +175,12 @@ def check_secret_length(secret: str, source: str) -> None:
         )
 
 
-def bearer_authenticator(verifier: TokenVerifier) -> Callable[[Request], Awaitable[RequestContext]]:
-    """The app's authenticator: the caller's RequestContext, or AuthError (401)."""
+def bearer_authenticator(
+    verifier: TokenVerifier, claim_mapping: ClaimMapping | None = None
+) -> Callable[[Request], Awaitable[RequestContext]]:
+    """The app's authenticator: the caller's RequestContext (its identity read from the token
+    through `claim_mapping`), or AuthError (401)."""
+    mapping = claim_mapping or ClaimMapping()
 
     async def authenticate(request: Request) -> RequestContext:
         header = request.headers.get("authorization")
@@ -188,7 +194,11 @@ def bearer_authenticator(verifier: TokenVerifier) -> Callable[[Request], Awaitab
         if not isinstance(subject, str):
             raise AuthError("token subject must be a string")
         try:
-            return RequestContext(user_id=subject, request_id=request_id_of(request))
+            return RequestContext(
+                user_id=subject,
+                request_id=request_id_of(request),
+                identity=identity_from(claims, mapping),
+            )
         except InvalidIdError:
             raise AuthError("token subject cannot be used as a user id") from None
 

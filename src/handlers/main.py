@@ -70,7 +70,7 @@ def build_app(settings: Settings | None = None, *, api_docs: bool = False) -> Fa
     settings = settings or Settings.from_env()
     telemetry.watch_dynamodb()  # before the first DynamoDB client exists
     traced = tracing.start()  # before the first AWS client too: botocore is patched
-    authenticate = bearer_authenticator(build_verifier(settings))
+    authenticate = bearer_authenticator(build_verifier(settings), settings.claims)
     app = create_app(
         build_server(settings),
         authenticate,

@@ -9,8 +9,23 @@ from store.turns import Turn
 
 
 @dataclass(frozen=True, slots=True)
+class Identity:
+    """What the verified token says about the user besides their id (see handlers.auth):
+    never taken from request data. `role` is the one role the server acts on (a token
+    without a known role gets the configured default); `roles` are the token's own."""
+
+    name: str | None = None
+    locale: str | None = None
+    time_zone: str | None = None  # an IANA time zone name the server knows; None: UTC
+    tenant: str | None = None  # the tenant or organisation
+    roles: tuple[str, ...] = ()
+    role: str = "member"
+
+
+@dataclass(frozen=True, slots=True)
 class RequestContext:
-    """Who is asking. `user_id` comes from the verified token only, never from request data.
+    """Who is asking. `user_id` and `identity` come from the verified token only, never from
+    request data.
 
     `new_ids` are the ids generated for this request whose rows are not written yet: the
     store creates those rows only if they do not exist. `turn` is set on the context of a
@@ -22,6 +37,7 @@ class RequestContext:
 
     user_id: str
     request_id: str | None = None
+    identity: Identity = field(default_factory=Identity, compare=False)
     turn: Turn | None = field(default=None, compare=False, repr=False)
     new_ids: set[str] = field(default_factory=set, compare=False, repr=False)
 

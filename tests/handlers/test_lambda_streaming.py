@@ -413,12 +413,13 @@ def test_deadline_ends_the_answer_with_an_error_event_and_keeps_the_partial_answ
     items = asyncio.run(store.load_thread_items(thread_id, None, 20, "asc", ALICE)).data
     assert [item.type for item in items] == [
         "user_message",
+        "workflow",  # triage handing the thread to a specialist
         "assistant_message",
         "sdk_hidden_context",
     ]
-    partial = items[1]
+    partial = items[2]
     assert isinstance(partial, AssistantMessageItem) and partial.content[0].text.strip()
-    assert isinstance(items[2], SDKHiddenContextItem)
+    assert isinstance(items[3], SDKHiddenContextItem)
 
 
 def test_the_partial_answer_is_saved_before_the_environment_can_be_frozen(
@@ -443,7 +444,9 @@ def test_the_partial_answer_is_saved_before_the_environment_can_be_frozen(
         store.proceed.set()  # the answer has ended: only now may the note be saved
         runtime.add_invocation(function_url_event("GET", "/health"))
 
-    assert stored_when_frozen == [["user_message", "assistant_message", "sdk_hidden_context"]]
+    assert stored_when_frozen == [
+        ["user_message", "workflow", "assistant_message", "sdk_hidden_context"]
+    ]
 
 
 async def test_deadline_before_the_response_starts_answers_504() -> None:
