@@ -382,7 +382,10 @@ def _files_answer(messages: list[_UserMessage]) -> str:
 def _capabilities(tools: set[str]) -> str:
     examples = [example for name, example in _EXAMPLES.items() if name in tools]
     if not examples:
-        return "I have no task tools here, so all I can do is describe how to set up a model."
+        return (
+            "Ask me about your tasks or the files of this chat, and I'll pass you to the "
+            "assistant for them."
+        )
     listed = ", ".join(examples[:-1]) + " or " + examples[-1] if len(examples) > 1 else examples[0]
     return f"I can manage your tasks: try {listed}."
 

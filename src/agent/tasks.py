@@ -228,7 +228,7 @@ def _refused(agent: AssistantContext, step: Step) -> str:
     """A change the user's role does not allow: the step and the model both say why."""
     reason = refusal(agent.request_context.identity)
     step.refused(reason)
-    return f"{reason}. Tell the user so; nothing was changed."
+    return f"{reason}. Nothing was changed."
 
 
 def _short(title: str) -> str:
