@@ -10,6 +10,10 @@ these once, in the same order, so the paired ratios compare starts made under th
 - **artifact**: the artifact with its bytecode: process start to its first GET
   /runtime/invocation/next (init done), and to the first SSE event of the first request
   (`threads.create`, queued before the start: it reads the secret, creates the DynamoDB client);
+- **tracing on**: the artifact as `Tracing=Active` deploys it (`POWERTOOLS_TRACE_DISABLED=false`,
+  a trace id with each invocation; the X-Ray SDK sends its UDP datagrams to a daemon address
+  nobody listens on, which costs what sending costs); every other start has tracing off, the
+  template's default;
 - **no bytecode**: the same artifact without its `__pycache__` directories (what a build that
   installs without compiling ships: every module compiled on every cold start);
 - **floor**: `python -c "import chatkit.server"` from the artifact with its bytecode (the same
@@ -80,7 +84,8 @@ FLOOR = "import chatkit.server"
 # What the entry point adds to the floor, step by step (same interpreter, same task root).
 IMPORTS = "import handlers.main"
 BUILT = "from handlers.main import build_app; build_app()"
-STARTS = ("artifact", "no bytecode", "floor", "app imports", "app built")
+STARTS = ("artifact", "tracing on", "no bytecode", "floor", "app imports", "app built")
+TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 # The harness's instrument (a usercustomize logging compilations) is for the tests only.
 INSTRUMENT = ("PYTHONUSERBASE", "HARNESS_COMPILED_LOG", "HARNESS_MARKS")
 CACHEGRIND = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes"]
@@ -117,9 +122,12 @@ def add_message(thread_id: str, text: str) -> dict[str, Any]:
     return chatkit_event({"type": "threads.add_user_message", "params": params})
 
 
-def configuration(moto_url: str) -> dict[str, str]:
+def configuration(moto_url: str, tracing: bool = False) -> dict[str, str]:
     """The function's variables as the template sets them, on moto."""
     return {
+        "POWERTOOLS_TRACE_DISABLED": "false" if tracing else "true",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        "LOG_USER_ID_KEY": "arn:aws:cloudformation:us-east-1:123456789012:stack/bench/0",
         "CHATKIT_TABLE_NAME": TABLE,
         "CHATKIT_BUCKET_NAME": BUCKET,
         "AUTH_MODE": "hs256",
@@ -134,8 +142,10 @@ def configuration(moto_url: str) -> dict[str, str]:
     }
 
 
-def function_environment(task_root: Path, runtime: Path, api: str, moto_url: str) -> dict[str, str]:
-    env = lambda_environment(task_root, runtime, api, configuration(moto_url))
+def function_environment(
+    task_root: Path, runtime: Path, api: str, moto_url: str, tracing: bool = False
+) -> dict[str, str]:
+    env = lambda_environment(task_root, runtime, api, configuration(moto_url, tracing))
     return {name: value for name, value in env.items() if name not in INSTRUMENT}
 
 
@@ -145,12 +155,16 @@ def python_environment(moto_url: str) -> dict[str, str]:
 
 @contextmanager
 def function(
-    task_root: Path, runtime: Path, moto_url: str, prefix: tuple[str, ...] = ()
+    task_root: Path,
+    runtime: Path,
+    moto_url: str,
+    prefix: tuple[str, ...] = (),
+    tracing: bool = False,
 ) -> Iterator[tuple[subprocess.Popen[bytes], RuntimeApiEmulator, float]]:
     """The function started from `task_root` (under `prefix`, e.g. valgrind): (process,
     Runtime API, start time)."""
     with RuntimeApiEmulator() as api:
-        env = function_environment(task_root, runtime, api.address, moto_url)
+        env = function_environment(task_root, runtime, api.address, moto_url, tracing)
         started = time.perf_counter()
         process = subprocess.Popen(
             [*prefix, str(runtime / "bootstrap")],
@@ -172,11 +186,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cold_start(task_root: Path, runtime: Path, moto_url: str) -> Start:
+def cold_start(task_root: Path, runtime: Path, moto_url: str, tracing: bool = False) -> Start:
     cpu: list[float] = []
-    with function(task_root, runtime, moto_url) as (process, api, started):
+    with function(task_root, runtime, moto_url, tracing=tracing) as (process, api, started):
         api.on_next = lambda call: cpu.append(cpu_seconds(process.pid)) if call == 1 else None
-        request_id = api.add_invocation(create_thread("Hello"))
+        trace = TRACE_HEADER if tracing else None
+        request_id = api.add_invocation(create_thread("Hello"), trace_id=trace)
         answer = api.result(request_id, timeout=300)
         assert answer.kind == "response" and api.first_next_at is not None, answer.body[:300]
         return Start(api.first_next_at - started, answer.chunks[1].arrived - started, cpu[0])
@@ -301,6 +316,7 @@ def measure(workspace: Path, moto_url: str, rounds: int, instructions: bool) -> 
     runtime = runtime_dir(workspace / "runtime")
     starts: dict[str, Callable[[], Start]] = {
         "artifact": lambda: cold_start(with_bytecode, runtime, moto_url),
+        "tracing on": lambda: cold_start(with_bytecode, runtime, moto_url, tracing=True),
         "no bytecode": lambda: cold_start(fresh(without), runtime, moto_url),
         "floor": lambda: python_until_ready(with_bytecode, FLOOR, moto_url),
         "app imports": lambda: python_until_ready(with_bytecode, IMPORTS, moto_url),
@@ -326,6 +342,12 @@ def measure(workspace: Path, moto_url: str, rounds: int, instructions: bool) -> 
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:,.0f}"
+
+
+def tracing_cost(runs: Runs, metric: str) -> float:
+    """Median over the rounds of (tracing on - artifact), each pair started in the same round."""
+    pairs = zip(runs.starts["tracing on"], runs.starts["artifact"], strict=True)
+    return float(statistics.median(getattr(t, metric) - getattr(a, metric) for t, a in pairs))
 
 
 def paired(runs: Runs, metric: str) -> float:
@@ -356,6 +378,12 @@ def report(runs: Runs) -> int:
     print(
         f"\nartifact / floor to /next (median of the paired ratios): {wall:.2f}x wall, "
         f"{cpu:.2f}x CPU (target {TARGET}x); without bytecode: {slow:.2f}x the artifact"
+    )
+    print(
+        "tracing on - off (median of the paired differences): "
+        f"{ms(tracing_cost(runs, 'ready'))} ms to /next, "
+        f"{ms(tracing_cost(runs, 'first_byte'))} ms to the first SSE event, "
+        f"{ms(tracing_cost(runs, 'cpu'))} ms CPU to /next"
     )
     checks = [
         (f"artifact to /next {wall:.2f}x the floor (wall) <= {TARGET}x", wall <= TARGET),
