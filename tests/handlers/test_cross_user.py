@@ -71,11 +71,7 @@ async def alices_ids(client: httpx.AsyncClient, s3: Any) -> dict[str, str]:
             },
         )
     )
-    widget_id = next(
-        e["item"]["id"]
-        for e in listed
-        if e["type"] == "thread.item.done" and e["item"]["type"] == "widget"
-    )
+    widget_id = done_item_id(listed, "widget")
     attachment = (
         await send(
             client,
@@ -105,16 +101,8 @@ async def alices_ids(client: httpx.AsyncClient, s3: Any) -> dict[str, str]:
             },
         )
     )
-    message_id = next(
-        e["item"]["id"]
-        for e in sent
-        if e["type"] == "thread.item.done" and e["item"]["type"] == "user_message"
-    )
-    answer_id = next(
-        e["item"]["id"]
-        for e in sent
-        if e["type"] == "thread.item.done" and e["item"]["type"] == "assistant_message"
-    )
+    message_id = done_item_id(sent, "user_message")
+    answer_id = done_item_id(sent, "assistant_message")
     unsent = (
         await send(
             client,
@@ -267,3 +255,14 @@ async def test_bobs_task_commands_never_touch_alices_tasks(
     )
     assert "buy milk" not in json.dumps(widget)
     assert snapshot(s3) == before
+
+
+def done_item_id(events: list[dict[str, Any]], item_type: str) -> str:
+    """The id of the first item of `item_type` the stream finished."""
+    return str(
+        next(
+            event["item"]["id"]
+            for event in events
+            if event["type"] == "thread.item.done" and event["item"]["type"] == item_type
+        )
+    )
