@@ -76,6 +76,44 @@ def describe_failure(error: BaseException) -> tuple[str, bool]:
 
     Messages never include provider payloads, keys or stack traces.
     """
+    from_provider = _provider_failure(error)
+    if from_provider is not None:
+        return from_provider
+    match error:
+        case MaxTurnsExceeded():
+            return ("The assistant needed too many steps and was stopped. Try rephrasing.", True)
+        case ModelBehaviorError():
+            return ("The model gave an answer this server could not use. Try again.", True)
+        case SecretUnavailableError():
+            # The parameter's name goes to the logs, not to the user.
+            return (
+                "The server is misconfigured: a secret it needs could not be read. "
+                "The administrator needs to check its logs.",
+                False,
+            )
+        case ClientRequestError():
+            return (error.message, error.allow_retry)
+        case StoreUnavailableError():
+            return (
+                "Storage is unavailable right now. "
+                f"Try again in {StoreUnavailableError.retry_after_seconds} seconds or so.",
+                True,
+            )
+        case ThreadDeletedError():
+            return ("This conversation was deleted.", False)
+        case ThreadLeaseLostError() | ThreadBusyError():
+            return (BUSY_MESSAGE, True)
+        case IncompleteAnswerError():
+            return ("The model's answer was cut off before it finished. Try again.", True)
+        case EmptyAnswerError():
+            return ("The model returned an empty answer. Try again.", True)
+        case _:
+            return ("Something went wrong while answering. Try again.", True)
+
+
+def _provider_failure(error: BaseException) -> tuple[str, bool] | None:
+    """(message, allow_retry) for the model provider's errors (OpenAI's client, Bedrock's);
+    None for any other error."""
     match error:
         case openai.AuthenticationError() | openai.PermissionDeniedError():
             return (
@@ -109,35 +147,8 @@ def describe_failure(error: BaseException) -> tuple[str, bool]:
             return _aws_model_failure(code[:1].upper() + code[1:])
         case EndpointConnectionError() | ConnectTimeoutError():
             return ("The model provider could not be reached. Try again.", True)
-        case MaxTurnsExceeded():
-            return ("The assistant needed too many steps and was stopped. Try rephrasing.", True)
-        case ModelBehaviorError():
-            return ("The model gave an answer this server could not use. Try again.", True)
-        case SecretUnavailableError():
-            # The parameter's name goes to the logs, not to the user.
-            return (
-                "The server is misconfigured: a secret it needs could not be read. "
-                "The administrator needs to check its logs.",
-                False,
-            )
-        case ClientRequestError():
-            return (error.message, error.allow_retry)
-        case StoreUnavailableError():
-            return (
-                "Storage is unavailable right now. "
-                f"Try again in {StoreUnavailableError.retry_after_seconds} seconds or so.",
-                True,
-            )
-        case ThreadDeletedError():
-            return ("This conversation was deleted.", False)
-        case ThreadLeaseLostError() | ThreadBusyError():
-            return (BUSY_MESSAGE, True)
-        case IncompleteAnswerError():
-            return ("The model's answer was cut off before it finished. Try again.", True)
-        case EmptyAnswerError():
-            return ("The model returned an empty answer. Try again.", True)
         case _:
-            return ("Something went wrong while answering. Try again.", True)
+            return None
 
 
 BEDROCK_OPERATIONS = {"ConverseStream", "Converse"}
