@@ -6,7 +6,8 @@ runtime `AWS_LAMBDA_EXEC_WRAPPER=/var/task/run-streaming.sh` replaces the runtim
 
 - Init: put on `sys.path` what the managed runtime's bootstrap would (task root, layers,
   runtime dir), log through the one Powertools logger (`logs`), build the app
-  (`handlers.main.build_app`). If that raises, POST /runtime/init/error and exit 1.
+  (`handlers.main.build_app`). If that raises, POST /runtime/init/error and exit 1. Init runs
+  without cyclic garbage collections and freezes what it created (`collector_paused`).
 - Each invocation: GET /runtime/invocation/next (its trace id goes to `_X_AMZN_TRACE_ID`), run
   the app on the Function URL event, and stream the answer to /runtime/invocation/{id}/response
   in streaming mode (`Transfer-Encoding: chunked`, content type
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import http.client
 import importlib
 import io
@@ -45,8 +47,8 @@ import random
 import site
 import sys
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -376,6 +378,24 @@ def initialize(
         raise SystemExit(65) from error
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Init without cyclic garbage collections, then what init created frozen (`gc.freeze`).
+
+    Init creates ~200,000 objects that live as long as the process (modules, classes,
+    functions, the app) and little garbage (~2,800 objects in cycles, measured): the
+    collector's passes over them during init find almost nothing to free (they are ~4% of
+    init's instructions and more of its time: they walk all of memory). Frozen, those objects
+    are also left out of the collections that run during requests. Init's few cyclic leftovers
+    stay in memory (~1 MB)."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def _report_restore_error(api: RuntimeApi, error: Exception) -> None:
     try:
         api.report_restore_error(error)
@@ -445,7 +465,8 @@ def main() -> None:
 
     async def run() -> None:
         margin = _deadline_margin(api)
-        app = initialize(api, _build_app, preload=_preload, snap_start=snap_start)
+        with collector_paused():
+            app = initialize(api, _build_app, preload=_preload, snap_start=snap_start)
         await serve(api, app, deadline_margin=margin)
 
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import os
 import random
@@ -39,7 +40,13 @@ from handlers.lambda_events import (
     asgi_request,
     stream_http_response,
 )
-from handlers.lambda_streaming import RuntimeApi, RuntimeApiError, initialize, serve
+from handlers.lambda_streaming import (
+    RuntimeApi,
+    RuntimeApiError,
+    collector_paused,
+    initialize,
+    serve,
+)
 from store import DynamoDBStore, PayloadBucket, RequestContext, TableRecord
 from store.tasks import TaskStore
 from tests.agent.conftest import create_thread
@@ -667,3 +674,16 @@ def test_pythonpath_set_by_the_function_leaves_the_layers_off_the_path(
     use_managed_runtime_path(env, opt_root=str(tmp_path / "opt"))
 
     assert sys.path == ["/var/task", "/var/task/lib", "/usr/lib/python313.zip"]
+
+
+def test_init_runs_without_collections_and_then_freezes_what_it_created() -> None:
+    enabled: list[bool] = []
+    try:
+        with collector_paused():
+            enabled.append(gc.isenabled())
+            created = [{"made": "during init"} for _ in range(100)]
+        frozen = gc.get_freeze_count()
+        assert enabled == [False] and gc.isenabled()
+        assert frozen >= len(created)
+    finally:
+        gc.unfreeze()
