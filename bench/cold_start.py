@@ -193,7 +193,8 @@ def cold_start(task_root: Path, runtime: Path, moto_url: str, tracing: bool = Fa
         trace = TRACE_HEADER if tracing else None
         request_id = api.add_invocation(create_thread("Hello"), trace_id=trace)
         answer = api.result(request_id, timeout=300)
-        assert answer.kind == "response" and api.first_next_at is not None, answer.body[:300]
+        if answer.kind != "response" or len(answer.chunks) < 2 or api.first_next_at is None:
+            raise RuntimeError(f"the first request was not streamed: {answer.body[:300]!r}")
         return Start(api.first_next_at - started, answer.chunks[1].arrived - started, cpu[0])
 
 
