@@ -180,6 +180,12 @@ def function(
             process.wait(timeout=60)
 
 
+def lambda_deadline() -> int:
+    """The deadline of a function with Lambda's longest timeout (15 minutes) invoked now: the
+    emulator's default (60 s from queueing) can expire inside a cold start on a loaded machine."""
+    return int(time.time() * 1000) + 900_000
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time process `pid` has used so far (across its execs)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -191,8 +197,10 @@ def cold_start(task_root: Path, runtime: Path, moto_url: str, tracing: bool = Fa
     with function(task_root, runtime, moto_url, tracing=tracing) as (process, api, started):
         api.on_next = lambda call: cpu.append(cpu_seconds(process.pid)) if call == 1 else None
         trace = TRACE_HEADER if tracing else None
-        request_id = api.add_invocation(create_thread("Hello"), trace_id=trace)
-        answer = api.result(request_id, timeout=300)
+        request_id = api.add_invocation(
+            create_thread("Hello"), deadline_ms=lambda_deadline(), trace_id=trace
+        )
+        answer = api.result(request_id, timeout=900)
         if answer.kind != "response" or len(answer.chunks) < 2 or api.first_next_at is None:
             raise RuntimeError(f"the first request was not streamed: {answer.body[:300]!r}")
         return Start(api.first_next_at - started, answer.chunks[1].arrived - started, cpu[0])
