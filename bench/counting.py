@@ -131,6 +131,39 @@ async def call_chatkit(server: Any, request: dict[str, Any], ctx: Any) -> Any:
     return events
 
 
+async def call_asgi(app: Any, method: str, path: str, query: str = "") -> tuple[int, bytes]:
+    """One request to an ASGI app, called directly (no HTTP client, no socket): the status
+    and the whole body."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": [(b"host", b"bench")],
+        "server": ("bench", 80),
+        "client": ("127.0.0.1", 50000),
+    }
+    status, body = 0, bytearray()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            body.extend(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, bytes(body)
+
+
 def seed_item(store: Any, thread_id: str, item: Any, user_id: str) -> None:
     """Write an item's row exactly as the store would, as one UpdateItem without the check
     of its thread row (seeding thousands of rows through transactions is slow on moto)."""

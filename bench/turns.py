@@ -13,15 +13,18 @@ turn of a new thread (`threads.create`):
 - handoff: "Tell me something nice" on a thread no specialist answered yet: triage hands it
   to the general assistant (a workflow entry naming it), which answers;
 - progress: "add a task to buy milk" to the task assistant: add_task runs with its progress
-  line ("Adding “buy milk”…", then what it did), the model answers.
+  line ("Adding “buy milk”…", then what it did), the model answers;
+- REST page: `GET /api/conversations/{id}` with a cursor, 8 items from the middle of the
+  thread, through the real FastAPI app (called directly as ASGI; the bearer token check is
+  replaced by a fixed user).
 
 Each turn is driven through `ChatKitServer.process` and its stream consumed, like a client
 would. After every turn the items it added are deleted again (not timed, not counted), so
 every measured turn sees a thread of exactly the seeded size. Every turn holds its thread's
 lease (taken with the request that reads the thread, given back with the last write), as in
 production. Prints Markdown and exits non-zero when a turn's requests depend on the thread's
-size, a text turn takes more than four DynamoDB requests or a first turn more than three
-(see `check`).
+size, a text turn takes more than four DynamoDB requests, a first turn more than three or a
+REST page more than three (see `check`).
 
     uv run python bench/turns.py        # from the repository root
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import statistics
 import sys
 import threading
@@ -56,6 +60,7 @@ from moto import mock_aws
 from counting import (
     Measurement,
     RequestCounter,
+    call_asgi,
     call_chatkit,
     describe,
     seed_item,
@@ -68,6 +73,8 @@ use_offline_aws()
 from agent.offline_model import OfflineModel  # noqa: E402
 from agent.providers import Models  # noqa: E402
 from agent.server import AssistantServer, TurnLimits  # noqa: E402
+from handlers.app import create_app  # noqa: E402
+from handlers.paging import encode_cursor  # noqa: E402
 from store import (  # noqa: E402
     DynamoDBStore,
     PayloadBucket,
@@ -83,6 +90,9 @@ WARMUP_TURNS = 3
 MEASURED_TURNS = 50
 TEXT_BUDGET = 4  # DynamoDB requests a text turn may take, lease included
 FIRST_TURN_BUDGET = 3  # and the first turn of a new thread: title and handoff included
+REST_BUDGET = 3  # and a REST page after a cursor: the thread, the cursor, the page
+REST_PAGE_LIMIT = 8
+REST_CURSOR_INDEX = 1  # the page starts after the second seeded item
 TABLE_NAME = "chatkit-bench-turns"
 BUCKET = "chatkit-bench-turns-payloads"
 REGION = "us-east-1"
@@ -213,7 +223,7 @@ class Sample:
 @dataclass
 class Row:
     turn: str  # as printed
-    kind: str  # one of KINDS
+    kind: str  # one of KINDS, or "rest"
     size: int | None  # items in the thread before the turn; None: a new thread
     request: dict[str, Any]
     thread: ThreadMetadata | None  # None: the request creates a thread
@@ -238,6 +248,7 @@ class Bench:
         models = Models("offline", OfflineModel(0), None, None)
         self.server = AssistantServer(self.store, self.tasks, models, TurnLimits())
         self.ctx = RequestContext(user_id=USER)
+        self.app = create_app(self.server, self.authenticate)
         client = record._get_connection().connection.client
         self.dynamodb_client = client
         self.counter = RequestCounter(client, s3)
@@ -245,6 +256,9 @@ class Bench:
         self.moto = MotoClock(client, s3)
         self.rows: list[Row] = []
         self.failures: list[str] = []
+
+    async def authenticate(self, request: Any) -> RequestContext:
+        return self.ctx
 
     def expect(self, condition: bool, message: str) -> None:
         if not condition:
@@ -297,7 +311,7 @@ class Bench:
 
     def prepare(self, row: Row) -> None:
         """Make the thread's last specialist the one of the row's kind (not counted)."""
-        if row.thread is not None:
+        if row.thread is not None and row.kind != "rest":
             specialist = SPECIALISTS[row.kind]
             metadata = {"specialist": specialist} if specialist else {}
             update = {"metadata": metadata}
@@ -305,13 +319,18 @@ class Bench:
 
     # -- measuring ------------------------------------------------------------------------
 
-    async def turn(self, request: dict[str, Any]) -> tuple[Sample, list[dict[str, Any]]]:
+    async def turn(self, row: Row) -> tuple[Sample, list[dict[str, Any]]]:
         # PynamoDB recreates its client if credentials vanish; the handlers would be lost.
         assert self.record._get_connection().connection.client is self.dynamodb_client
+        request = row.request
         with self.counter.measure() as m, self.trace.trace() as trace:
             moto_before = self.moto.seconds
             cpu_before, wall_before = time.process_time(), time.perf_counter()
-            events = await call_chatkit(self.server, request, self.ctx)
+            if row.kind == "rest":
+                status, body = await call_asgi(self.app, "GET", request["path"], request["query"])
+                events = [{"http_status": status, "body": json.loads(body)}]
+            else:
+                events = await call_chatkit(self.server, request, self.ctx)
             cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
             moto_cpu = self.moto.seconds - moto_before
         return Sample(cpu, moto_cpu, wall, m, list(trace)), events
@@ -330,6 +349,16 @@ class Bench:
             label = kind
         self.rows.append(Row(label, kind, size, request, thread))
 
+    def add_rest_row(self, thread: ThreadMetadata, size: int) -> None:
+        """A page of the thread's items through the REST API, after a cursor."""
+        cursor = encode_cursor(f"{SEED_PREFIX}{REST_CURSOR_INDEX:06d}")
+        request = {
+            "path": f"/api/conversations/{thread.id}",
+            "query": f"limit={REST_PAGE_LIMIT}&cursor={cursor}",
+        }
+        label = f"REST page ({REST_PAGE_LIMIT} items after a cursor)"
+        self.rows.append(Row(label, "rest", size, request, thread))
+
     async def measure(self) -> None:
         """Round-robin over the rows, so that load from outside spreads over all of them."""
         # What is alive now (moto's table, imports) stays alive: frozen, a collection during
@@ -339,20 +368,34 @@ class Bench:
         for round_index in range(WARMUP_TURNS + MEASURED_TURNS):
             for row in self.rows:
                 self.prepare(row)
-                sample, events = await self.turn(row.request)
+                sample, events = await self.turn(row)
                 if round_index == WARMUP_TURNS:
                     self.check_answer(row, events)
                 if round_index >= WARMUP_TURNS:
                     row.samples.append(sample)
-                if row.thread is not None:
+                if row.thread is not None and row.kind != "rest":
                     added = self.restore(row.thread)
                     expected = len(ADDED[row.kind])
                     where = f"{row.kind} turn at {row.label}"
                     self.expect(added == expected, f"{where}: {added} items, not {expected}")
 
+    def check_page(self, row: Row, events: list[dict[str, Any]]) -> None:
+        [answer] = events
+        status, page = answer["http_status"], answer["body"]
+        ids = [item["id"] for item in page.get("items", {}).get("data", [])]
+        first = REST_CURSOR_INDEX + 1
+        indexes = range(first, first + REST_PAGE_LIMIT)
+        wanted = [f"{SEED_PREFIX}{index:06d}" for index in indexes]
+        where = f"{row.turn} at {row.label}"
+        self.expect(status == 200 and ids == wanted, f"{where}: {status} {ids}")
+
     def check_answer(self, row: Row, events: list[dict[str, Any]]) -> None:
         """The turn did what it should: its items; the answer; the widget with every task;
-        the workflow naming the specialist or the tool's work; on a new thread the title."""
+        the workflow naming the specialist or the tool's work; on a new thread the title; a
+        REST page holds the items after its cursor."""
+        if row.kind == "rest":
+            self.check_page(row, events)
+            return
         done = [e["item"] for e in events if e["type"] == "thread.item.done"]
         types = [item["type"] for item in done]
         answer = "".join(part["text"] for part in done[-1].get("content", []))
@@ -458,11 +501,20 @@ def counts(m: Measurement) -> tuple[Counter[str], Counter[str]]:
     return m.calls, m.s3
 
 
+def budget_of(row: Row) -> int | None:
+    """The most DynamoDB requests the row may take (None: no budget)."""
+    if row.kind == "rest":
+        return REST_BUDGET
+    if row.kind == "text":
+        return TEXT_BUDGET if row.thread is not None else FIRST_TURN_BUDGET
+    return None
+
+
 def check(bench: Bench, runtime: float) -> bool:
     print("\n## check\n")
     problems = list(bench.failures)
     smallest, largest = min(SIZES), max(SIZES)
-    for kind in KINDS:
+    for kind in (*KINDS, "rest"):
         by_size = {row.size: row for row in bench.rows if row.kind == kind and row.thread}
         small, large = by_size[smallest].samples[0].m, by_size[largest].samples[0].m
         if counts(small) != counts(large):
@@ -473,8 +525,8 @@ def check(bench: Bench, runtime: float) -> bool:
     for row in bench.rows:
         if any(counts(sample.m) != counts(row.samples[0].m) for sample in row.samples):
             problems.append(f"{row.turn} at {row.label}: requests differ between turns")
-        if row.kind == "text":
-            budget = TEXT_BUDGET if row.thread is not None else FIRST_TURN_BUDGET
+        budget = budget_of(row)
+        if budget is not None:
             worst = max(sample.m.requests for sample in row.samples)
             if worst > budget:
                 problems.append(
@@ -483,7 +535,8 @@ def check(bench: Bench, runtime: float) -> bool:
     print(
         f"- each turn kind makes the same DynamoDB and S3 requests at {largest:,} items as at "
         f"{smallest:,}, on every measured turn; a text turn takes at most {TEXT_BUDGET} DynamoDB "
-        f"requests with the thread's lease, a first turn at most {FIRST_TURN_BUDGET}; every "
+        f"requests with the thread's lease, a first turn at most {FIRST_TURN_BUDGET}, a REST page "
+        f"at most {REST_BUDGET}; every "
         "answer has the expected items (and the widget shows all 5 tasks)"
     )
     if problems:
@@ -511,6 +564,8 @@ async def run() -> bool:
             for size in SIZES:
                 bench.add_row(kind, threads[size], size)
         bench.add_row("text", None, None)
+        for size in SIZES:
+            bench.add_rest_row(threads[size], size)
         rounds = WARMUP_TURNS + MEASURED_TURNS
         log(f"measuring {rounds} rounds of {len(bench.rows)} turns ({WARMUP_TURNS} warm-up)")
         await bench.measure()

@@ -56,6 +56,9 @@ LOCAL_REGION = "us-east-1"
 # Any port on localhost or 127.0.0.1, over http or https: a dev server for the ChatKit UI.
 LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# The same methods and readable headers as the Function URL's CORS in template.yaml.
+CORS_METHODS = ("GET", "POST", "PATCH", "DELETE")
+CORS_EXPOSED_HEADERS = ("retry-after", "www-authenticate", "content-disposition")
 MODEL_VARIABLES = ("MODEL_PROVIDER", "MODEL_API_KEY", "OPENAI_API_KEY", "MODEL_BASE_URL")
 
 
@@ -238,8 +241,9 @@ def with_local_cors(app: ASGIApp, extra_origins: Sequence[str] = ()) -> ASGIApp:
         app,
         allow_origins=list(extra_origins),
         allow_origin_regex=LOCAL_ORIGINS,
-        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_methods=[*CORS_METHODS, "OPTIONS"],
         allow_headers=["*"],
+        expose_headers=list(CORS_EXPOSED_HEADERS),
         max_age=600,
     )
 

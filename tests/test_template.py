@@ -25,6 +25,7 @@ from aws_lambda_powertools.shared import constants as powertools_constants
 from chatkit.types import ChatKitReq
 from pydantic import TypeAdapter
 
+from devtools.local import CORS_EXPOSED_HEADERS, CORS_METHODS
 from settings import PROVIDERS, AuthMode, Settings
 from store import table_schema
 from store.payloads import payload_key
@@ -231,7 +232,7 @@ def test_function_url_cors_allows_the_chatkit_calls_but_never_lists_options() ->
     cors = function()["FunctionUrlConfig"]["Cors"]
 
     assert cors["AllowOrigins"] == {"Ref": "AllowedOrigins"}
-    assert sorted(cors["AllowMethods"]) == ["GET", "POST"]
+    assert sorted(cors["AllowMethods"]) == ["DELETE", "GET", "PATCH", "POST"]
     assert {"authorization", "content-type"} <= {h.lower() for h in cors["AllowHeaders"]}
     assert cors.get("AllowCredentials", False) is False
 
@@ -240,6 +241,19 @@ def test_function_url_cors_lets_the_browser_read_retry_after_and_www_authenticat
     exposed = {h.lower() for h in function()["FunctionUrlConfig"]["Cors"]["ExposeHeaders"]}
 
     assert {"retry-after", "www-authenticate"} <= exposed
+
+
+def test_function_url_cors_lets_the_browser_read_an_exports_file_name() -> None:
+    exposed = {h.lower() for h in function()["FunctionUrlConfig"]["Cors"]["ExposeHeaders"]}
+
+    assert "content-disposition" in exposed
+
+
+def test_the_local_server_answers_cors_as_the_function_url_does() -> None:
+    cors = function()["FunctionUrlConfig"]["Cors"]
+
+    assert sorted(cors["AllowMethods"]) == sorted(CORS_METHODS)
+    assert sorted(h.lower() for h in cors["ExposeHeaders"]) == sorted(CORS_EXPOSED_HEADERS)
 
 
 def test_the_public_url_has_a_cost_cap_by_default() -> None:

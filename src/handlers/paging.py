@@ -49,13 +49,13 @@ def next_cursor[T](page: Page[T]) -> str | None:
 
 
 async def every_page[T](
-    load: Callable[[str | None], Awaitable[Page[T]]],
+    load: Callable[[str | None], Awaitable[Page[T]]], *, first: Page[T] | None = None
 ) -> AsyncIterator[list[T]]:
-    """Each page `load(after)` returns, from the first (`after=None`) to the last."""
-    after: str | None = None
+    """Each page `load(after)` returns, from the first (`first`, if already loaded, else
+    `load(None)`) to the last."""
+    page = first if first is not None else await load(None)
     while True:
-        page = await load(after)
         yield page.data
         if not page.has_more or page.after is None:
             return
-        after = page.after
+        page = await load(page.after)

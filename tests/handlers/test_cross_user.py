@@ -1,5 +1,6 @@
 """User B, holding every id of user A's threads, items, attachments and tasks, tries every
-request type that takes an id: nothing of A's is read, changed or deleted."""
+request type that takes an id, on the ChatKit endpoint and on the REST API: nothing of A's is
+read, changed or deleted."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from devtools.tokens import mint_token
+from handlers.paging import encode_cursor
 from store import TableRecord
 from tests.conftest import BUCKET, TABLE
 from tests.handlers.conftest import app_client, app_settings
@@ -266,3 +268,43 @@ def done_item_id(events: list[dict[str, Any]], item_type: str) -> str:
             if event["type"] == "thread.item.done" and event["item"]["type"] == item_type
         )
     )
+
+
+def bobs_rest_attempts(ids: dict[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
+    conversation = f"/api/conversations/{ids['thread']}"
+    return [
+        ("GET", conversation, {}),
+        ("GET", conversation, {"params": {"cursor": encode_cursor(ids["message"])}}),
+        ("PATCH", conversation, {"json": {"title": "pwned"}}),
+        ("DELETE", conversation, {}),
+        ("GET", f"{conversation}/export", {}),
+        ("GET", f"{conversation}/export", {"params": {"format": "markdown"}}),
+    ]
+
+
+async def test_bob_with_alices_ids_gets_not_found_on_the_rest_api(
+    client: httpx.AsyncClient, alices_ids: dict[str, str], s3: Any
+) -> None:
+    before = snapshot(s3)
+
+    for method, path, extra in bobs_rest_attempts(alices_ids):
+        response = await client.request(method, path, headers=BOB, **extra)
+        assert response.status_code == 404, (method, path, response.status_code, response.text)
+        assert "buy milk" not in response.text and "content-disposition" not in response.headers
+
+    assert snapshot(s3) == before
+    mine = await client.get(f"/api/conversations/{alices_ids['thread']}", headers=ALICE)
+    assert mine.status_code == 200 and "buy milk" in mine.text
+
+
+async def test_bob_sees_nothing_of_alices_in_rest_lists(
+    client: httpx.AsyncClient, alices_ids: dict[str, str]
+) -> None:
+    listed = await client.get("/api/conversations", headers=BOB)
+    from_alices_cursor = await client.get(
+        "/api/conversations", params={"cursor": encode_cursor(alices_ids["thread"])}, headers=BOB
+    )
+
+    assert listed.json() == {"data": [], "has_more": False, "next_cursor": None}
+    assert from_alices_cursor.status_code == 400  # not a cursor into bob's list
+    assert alices_ids["thread"] not in from_alices_cursor.text
