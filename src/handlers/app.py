@@ -1,5 +1,6 @@
-"""The ASGI app, on FastAPI: `POST /chatkit` speaks the ChatKit protocol, `GET /health` answers
-probes, and the OpenAPI schema describes both (`/docs` on the local server).
+"""The ASGI app, on FastAPI: `POST /chatkit` speaks the ChatKit protocol, `/api/conversations`
+serves the user's conversations as a REST API (`handlers.conversations`), `GET /health` answers
+probes, and the OpenAPI schema describes them all (`/docs` on the local server).
 
 Every entry point (streaming Lambda, buffered Lambda through Mangum, local uvicorn) serves
 this same app, built by `handlers.main.build_app`. Each ChatKit request is logged once and
@@ -34,6 +35,7 @@ import telemetry
 from agent.failures import failure_class
 from agent.request_limits import REQUEST_TYPES, parse_request
 from errors import ClientRequestError, RequestTooLargeError, error_event
+from handlers import conversations
 from handlers.auth import request_id_of
 from handlers.dependencies import AppServices, Authenticator, CurrentUser, Services
 from handlers.error_map import EXCEPTION_HANDLERS, error_response
@@ -94,6 +96,7 @@ def create_app(
     )
     app.state.services = Services(server, authenticate, max_request_bytes, max_turn_seconds)
     app.include_router(router)
+    app.include_router(conversations.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
