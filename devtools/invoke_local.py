@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         secret = dev_secret(env, None)
         env.update(AUTH_DEV_SECRET=secret, POWERTOOLS_METRICS_DISABLED="true")
         settings = Settings.from_env(env)
-        provision(settings, f"http://{host}:{port}", secret, env)
+        provision(settings, f"http://{host}:{port}", secret)
         headers = event.setdefault("headers", {})
         if PLACEHOLDER in headers.get("authorization", ""):
             headers["authorization"] = f"Bearer {mint_token(secret, options.user)}"

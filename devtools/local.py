@@ -86,8 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(options: argparse.Namespace) -> int:
     env = os.environ
-    loaded = load_env_file(options.env_file, env) if options.env_file else []
-    secret = dev_secret(env, options.secret_file)
+    # The environment first, then the .env file for what it leaves unset (pydantic-settings).
+    settings = Settings.from_env(env_file=options.env_file)
+    secret = settings.auth_dev_secret or dev_secret(env, options.secret_file)
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
     # DynamoDB applies each request atomically; moto's server does only when told to, and
@@ -100,12 +101,14 @@ def _serve(options: argparse.Namespace) -> int:
     moto.start()
     try:
         host, port = moto.host_and_port
+        if settings.region:
+            env.setdefault("AWS_REGION", settings.region)  # a region named in .env
         # Before the first boto client exists: every AWS call goes to moto, never to an account.
         point_aws_at(f"http://{host}:{port}", env)
-        env["AUTH_DEV_SECRET"] = secret
         env.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF documents on stdout
-        settings = Settings.from_env(env)
-        aws = provision(settings, f"http://{host}:{port}", secret, env)
+        local = {"auth_dev_secret": secret, "region": env["AWS_REGION"]}
+        settings = Settings(**{**settings.model_dump(), **local})
+        aws = provision(settings, f"http://{host}:{port}", secret)
 
         # Imported here: the composition root pulls in the agent stack (seconds), and its
         # clients must be created after the environment points at moto.
@@ -121,7 +124,7 @@ def _serve(options: argparse.Namespace) -> int:
         )
 
         def intro(port: int) -> str:
-            return startup_text(settings, aws, options.host, port, secret, loaded, options.env_file)
+            return startup_text(settings, aws, options.host, port, secret, options.env_file)
 
         server = _AnnouncingServer(config, intro)
         # uvicorn shuts down gracefully on Ctrl-C, then raises it again: nothing left to do.
@@ -130,29 +133,6 @@ def _serve(options: argparse.Namespace) -> int:
         return 0 if server.started else 1
     finally:
         moto.stop()
-
-
-def load_env_file(path: Path, env: MutableMapping[str, str]) -> list[str]:
-    """Add the `NAME=value` lines of a .env file to `env`, without overriding what is set.
-
-    Blank lines, `#` comments and an `export ` prefix are allowed; one pair of surrounding
-    quotes is removed. Returns the names that were added. A missing file adds nothing.
-    """
-    if not path.is_file():
-        return []
-    added = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        name, _, value = line.removeprefix("export ").partition("=")
-        name, value = name.strip(), value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and name not in env:
-            env[name] = value
-            added.append(name)
-    return added
 
 
 def dev_secret(env: MutableMapping[str, str], secret_file: Path | None) -> str:
@@ -200,9 +180,7 @@ def point_aws_at(endpoint: str, env: MutableMapping[str, str]) -> None:
     )
 
 
-def provision(
-    settings: Settings, endpoint: str, secret: str, env: MutableMapping[str, str]
-) -> LocalAws:
+def provision(settings: Settings, endpoint: str, secret: str) -> LocalAws:
     """Create what the settings name: the table (production definition), the bucket, and the
     SSM parameters (the auth secret holds the dev secret; the model key parameter holds
     MODEL_API_KEY / OPENAI_API_KEY, which must then be set: SettingsError otherwise)."""
@@ -219,7 +197,7 @@ def provision(
     if settings.auth_secret_parameter:
         parameters[settings.auth_secret_parameter] = secret
     if settings.api_key_parameter:
-        api_key = env.get("MODEL_API_KEY") or env.get("OPENAI_API_KEY")
+        api_key = settings.api_key
         if not api_key:
             raise SettingsError(
                 "MODEL_API_KEY_PARAMETER is set: also set MODEL_API_KEY (or OPENAI_API_KEY) "
@@ -314,7 +292,6 @@ def startup_text(
     host: str,
     port: int,
     secret: str,
-    loaded: Sequence[str],
     env_file: Path | None,
 ) -> str:
     """What the server prints once it listens: URL, token, model, and how to connect."""
@@ -335,8 +312,8 @@ def startup_text(
         f"  Model        {_describe_model(settings)}",
         f"  Moto         {aws.endpoint}  (table {aws.table_name}, bucket {aws.bucket_name})",
     ]
-    if loaded and env_file is not None:
-        lines.append(f"  {'From ' + env_file.name:<11}  {', '.join(sorted(loaded))}")
+    if env_file is not None and env_file.is_file():
+        lines.append(f"  Settings     the environment, then {env_file} for what it leaves unset")
     if settings.auth_mode != "hs256":
         lines.append("  Auth         AUTH_MODE=oidc: the token above is refused; use your issuer's")
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -9,6 +9,7 @@ client errors too; the error map (`handlers.error_map`) answers them all.
 
 from __future__ import annotations
 
+import json
 from typing import ClassVar
 
 from chatkit.errors import ErrorCode
@@ -55,9 +56,27 @@ class QuotaExceededError(ClientRequestError):
         self.retry_after_seconds = retry_after_seconds
 
 
+# The `type` of chatkit's error event ("error").
+ERROR_EVENT_TYPE: str = ErrorEvent.model_fields["type"].default
+
+
 def error_event(error: BaseException) -> ErrorEvent:
     """The SSE `error` event for an error raised after a stream started: the client's own
     message for a ClientRequestError, a generic retryable error for anything else."""
     if isinstance(error, ClientRequestError):
         return ErrorEvent(code="custom", message=error.message, allow_retry=error.allow_retry)
     return ErrorEvent(code=ErrorCode.STREAM_ERROR, allow_retry=True)
+
+
+def sse_message(event: ErrorEvent) -> bytes:
+    """`event` as one SSE message, serialized the way chatkit serializes its own events."""
+    return b"data: " + event.model_dump_json(by_alias=True, exclude_none=True).encode() + b"\n\n"
+
+
+def is_error_event(message: bytes) -> bool:
+    """Whether an SSE message of the stream is chatkit's `error` event (read, not guessed)."""
+    try:
+        event = json.loads(message.removeprefix(b"data: "))
+    except ValueError:
+        return False
+    return isinstance(event, dict) and event.get("type") == ERROR_EVENT_TYPE

@@ -1,19 +1,34 @@
-"""All configuration, read once from environment variables into one typed object.
+"""All configuration: one typed object, every field with its default, its variable and its check.
 
-Every variable has a documented default (README, "Configuration"); nothing is read at import.
+`Settings.from_env()` reads the environment (and a `.env` file when given one) through
+pydantic-settings; a value that cannot work is a `SettingsError` naming its variable.
+`Settings(...)` takes values by field name and reads nothing (tests, the local server's
+overrides). Nothing is read at import. The README's configuration table lists every variable.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 Provider = Literal["openai", "openai-compatible", "offline", "bedrock"]
 AuthMode = Literal["hs256", "oidc"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 PROVIDERS: tuple[Provider, ...] = ("openai", "openai-compatible", "offline", "bedrock")
 DEFAULT_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
+DEFAULT_SERVICE_NAME = "chatkit-lambda"
 DEFAULT_UPLOAD_TYPES = (
     "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,text/markdown,text/csv"
 )
@@ -38,22 +53,6 @@ class RequestLimits:
     max_feedback_items: int = 50
     max_audio_bytes: int = 3_000_000
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> RequestLimits:
-        """Read the limits; each must be a whole number of at least 1 (SettingsError)."""
-        return cls(
-            max_message_chars=_count(env, "MAX_MESSAGE_CHARS", cls.max_message_chars),
-            max_title_chars=_count(env, "MAX_TITLE_CHARS", cls.max_title_chars),
-            max_attachments_per_message=_count(
-                env, "MAX_ATTACHMENTS_PER_MESSAGE", cls.max_attachments_per_message
-            ),
-            max_attachment_bytes_per_turn=_count(
-                env, "MAX_ATTACHMENT_BYTES_PER_TURN", cls.max_attachment_bytes_per_turn
-            ),
-            max_feedback_items=_count(env, "MAX_FEEDBACK_ITEMS", cls.max_feedback_items),
-            max_audio_bytes=_count(env, "MAX_AUDIO_BYTES", cls.max_audio_bytes),
-        )
-
 
 @dataclass(frozen=True)
 class TokenRules:
@@ -62,15 +61,6 @@ class TokenRules:
     audience: str | None = None  # HS256: the `aud` a token must carry (OIDC has its own)
     max_lifetime_seconds: float = 0  # 0: any lifetime
     jwks_max_age_seconds: float = 600  # OIDC: a key the issuer dropped is refused after this
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> TokenRules:
-        """Read the rules; SettingsError names a variable that is not a number."""
-        return cls(
-            audience=env.get("AUTH_AUDIENCE") or None,
-            max_lifetime_seconds=_number(env, "MAX_TOKEN_LIFETIME_SECONDS", 0),
-            jwks_max_age_seconds=_number(env, "OIDC_JWKS_MAX_AGE_SECONDS", 600, minimum=1),
-        )
 
 
 @dataclass(frozen=True)
@@ -86,161 +76,293 @@ class ClaimMapping:
     roles: tuple[str, ...] = ("cognito:groups", "roles")
     default_role: str = "member"  # for a token without a known role (viewer, member)
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ClaimMapping:
-        """Read the mapping; SettingsError for an unknown DEFAULT_ROLE."""
-        default_role = env.get("DEFAULT_ROLE") or cls.default_role
-        if default_role not in ("viewer", "member"):
-            raise SettingsError("DEFAULT_ROLE must be viewer or member")
-        return cls(
-            name=_names(env, "CLAIM_NAME", cls.name),
-            locale=_names(env, "CLAIM_LOCALE", cls.locale),
-            time_zone=_names(env, "CLAIM_TIME_ZONE", cls.time_zone),
-            tenant=_names(env, "CLAIM_TENANT", cls.tenant),
-            roles=_names(env, "CLAIM_ROLES", cls.roles),
-            default_role=default_role,
-        )
+
+def env(*names: str) -> AliasChoices:
+    """The variable(s) a field is read from, the first one set winning."""
+    return AliasChoices(*names)
 
 
-@dataclass(frozen=True)
-class Settings:
+# Counts and sizes: whole numbers of at least 1.
+Count = Annotated[int, Field(ge=1)]
+# Claim names, comma-separated in their variable.
+Names = Annotated[tuple[str, ...], NoDecode]
+CLAIMS = ClaimMapping()
+
+
+class Settings(BaseSettings):
+    """Every setting the code reads. Field names are the code's; `env` names the variable."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        validate_by_name=True,
+        env_ignore_empty=True,  # an empty variable (a template parameter left blank) is unset
+        case_sensitive=True,
+    )
+
     # Storage
-    table_name: str = "chatkit-lambda"
-    bucket_name: str = "chatkit-lambda-uploads"
-    region: str | None = None
-    # Model provider
-    provider: Provider = "offline"
-    model: str = "gpt-4.1-mini"
-    title_model: str | None = None
-    api_key: str | None = None
-    api_key_parameter: str | None = None
-    base_url: str | None = None
-    transcription_model: str | None = None
-    offline_word_delay_seconds: float = 0.03
-    model_max_retries: int = 2
-    bedrock_model_id: str | None = None  # a model or inference profile id, in `region`
+    table_name: str = Field(default="chatkit-lambda", validation_alias=env("CHATKIT_TABLE_NAME"))
+    bucket_name: str = Field(
+        default="chatkit-lambda-uploads", validation_alias=env("CHATKIT_BUCKET_NAME")
+    )
+    region: str | None = Field(
+        default=None, validation_alias=env("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    # Model provider; unset: openai-compatible with a base URL, openai with a key, else offline
+    provider: Provider = Field(default="offline", validation_alias=env("MODEL_PROVIDER"))
+    model: str = Field(default="gpt-4.1-mini", validation_alias=env("MODEL_NAME"))
+    title_model: str | None = Field(default=None, validation_alias=env("TITLE_MODEL_NAME"))
+    api_key: str | None = Field(
+        default=None, validation_alias=env("MODEL_API_KEY", "OPENAI_API_KEY")
+    )
+    api_key_parameter: str | None = Field(
+        default=None, validation_alias=env("MODEL_API_KEY_PARAMETER")
+    )
+    base_url: str | None = Field(default=None, validation_alias=env("MODEL_BASE_URL"))
+    # Unset: gpt-4o-mini-transcribe with openai, no dictation otherwise (see `_implied`)
+    transcription_model: str | None = Field(
+        default=None, validation_alias=env("TRANSCRIPTION_MODEL_NAME")
+    )
+    offline_word_delay_ms: float = Field(
+        default=30, ge=0, validation_alias=env("OFFLINE_WORD_DELAY_MS")
+    )
+    model_max_retries: int = Field(default=2, ge=0, validation_alias=env("MODEL_MAX_RETRIES"))
+    # A model or inference profile id, in `region`; required with the bedrock provider
+    bedrock_model_id: str | None = Field(default=None, validation_alias=env("BEDROCK_MODEL_ID"))
     # Turn bounds: a Lambda keeps running after its client disconnects.
-    history_items: int = 30
-    max_agent_turns: int = 8
-    max_turn_seconds: float = 60.0
-    daily_turn_limit: int = 0  # 0: no quota
-    limits: RequestLimits = field(default_factory=RequestLimits)
+    history_items: Count = Field(default=30, validation_alias=env("HISTORY_ITEMS"))
+    max_agent_turns: Count = Field(default=8, validation_alias=env("MAX_AGENT_TURNS"))
+    max_turn_seconds: float = Field(default=60.0, ge=1, validation_alias=env("MAX_TURN_SECONDS"))
+    # Per-user turns per UTC day; 0: no quota
+    daily_turn_limit: int = Field(default=0, ge=0, validation_alias=env("DAILY_TURN_LIMIT"))
+    # What one request may ask for (RequestLimits)
+    max_message_chars: Count = Field(default=100_000, validation_alias=env("MAX_MESSAGE_CHARS"))
+    max_title_chars: Count = Field(default=200, validation_alias=env("MAX_TITLE_CHARS"))
+    max_attachments_per_message: Count = Field(
+        default=10, validation_alias=env("MAX_ATTACHMENTS_PER_MESSAGE")
+    )
+    max_attachment_bytes_per_turn: Count = Field(
+        default=30_000_000, validation_alias=env("MAX_ATTACHMENT_BYTES_PER_TURN")
+    )
+    max_feedback_items: Count = Field(default=50, validation_alias=env("MAX_FEEDBACK_ITEMS"))
+    max_audio_bytes: Count = Field(default=3_000_000, validation_alias=env("MAX_AUDIO_BYTES"))
     # Auth: HS256 tokens signed with a shared secret (from SSM), or an OIDC issuer's tokens.
-    auth_mode: AuthMode = "hs256"
-    auth_secret_parameter: str | None = None
-    auth_dev_secret: str | None = None  # local development only
-    oidc_issuer: str | None = None
-    oidc_audience: str | None = None
-    oidc_jwks_url: str | None = None
-    tokens: TokenRules = field(default_factory=TokenRules)
-    claims: ClaimMapping = field(default_factory=ClaimMapping)
-    secrets_max_age_seconds: float = 300.0
+    auth_mode: AuthMode = Field(default="hs256", validation_alias=env("AUTH_MODE"))
+    auth_secret_parameter: str | None = Field(
+        default=None, validation_alias=env("AUTH_SECRET_PARAMETER")
+    )
+    # An HS256 secret given directly: local development only
+    auth_dev_secret: str | None = Field(default=None, validation_alias=env("AUTH_DEV_SECRET"))
+    auth_audience: str | None = Field(default=None, validation_alias=env("AUTH_AUDIENCE"))
+    max_token_lifetime_seconds: float = Field(
+        default=0, ge=0, validation_alias=env("MAX_TOKEN_LIFETIME_SECONDS")
+    )
+    oidc_issuer: str | None = Field(default=None, validation_alias=env("OIDC_ISSUER"))
+    oidc_audience: str | None = Field(default=None, validation_alias=env("OIDC_AUDIENCE"))
+    oidc_jwks_url: str | None = Field(default=None, validation_alias=env("OIDC_JWKS_URL"))
+    oidc_jwks_max_age_seconds: float = Field(
+        default=600, ge=1, validation_alias=env("OIDC_JWKS_MAX_AGE_SECONDS")
+    )
+    secrets_max_age_seconds: float = Field(
+        default=300.0, ge=0, validation_alias=env("SECRETS_MAX_AGE_SECONDS")
+    )
+    # Token claims that say who the user is (ClaimMapping), and the role of a token without one
+    claim_name: Names = Field(default=CLAIMS.name, validation_alias=env("CLAIM_NAME"))
+    claim_locale: Names = Field(default=CLAIMS.locale, validation_alias=env("CLAIM_LOCALE"))
+    claim_time_zone: Names = Field(
+        default=CLAIMS.time_zone, validation_alias=env("CLAIM_TIME_ZONE")
+    )
+    claim_tenant: Names = Field(default=CLAIMS.tenant, validation_alias=env("CLAIM_TENANT"))
+    claim_roles: Names = Field(default=CLAIMS.roles, validation_alias=env("CLAIM_ROLES"))
+    default_role: Literal["viewer", "member"] = Field(
+        default="member", validation_alias=env("DEFAULT_ROLE")
+    )
     # HTTP and uploads
-    max_request_bytes: int = 6_000_000
-    upload_max_bytes: int = 20_000_000
-    upload_allowed_types: tuple[str, ...] = tuple(DEFAULT_UPLOAD_TYPES.split(","))
-    upload_url_seconds: int = 300
+    max_request_bytes: int = Field(
+        default=6_000_000, ge=1024, validation_alias=env("MAX_REQUEST_BYTES")
+    )
+    upload_max_bytes: Count = Field(default=20_000_000, validation_alias=env("UPLOAD_MAX_BYTES"))
+    upload_allowed_types: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=tuple(DEFAULT_UPLOAD_TYPES.split(",")), validation_alias=env("UPLOAD_ALLOWED_TYPES")
+    )
+    upload_url_seconds: int = Field(default=300, ge=30, validation_alias=env("UPLOAD_URL_SECONDS"))
+    # The streaming runtime loop: how long before Lambda's deadline a stream is ended
+    stream_deadline_margin_ms: float = Field(
+        default=2000, ge=0, validation_alias=env("STREAM_DEADLINE_MARGIN_MS")
+    )
+    # Logs and metrics (Powertools). Lambda's AWS_LAMBDA_LOG_LEVEL, when set, wins over the level.
+    log_level: LogLevel = Field(
+        default="INFO", validation_alias=env("POWERTOOLS_LOG_LEVEL", "LOG_LEVEL")
+    )
+    service_name: str = Field(
+        default=DEFAULT_SERVICE_NAME, validation_alias=env("POWERTOOLS_SERVICE_NAME")
+    )
+    metrics_namespace: str = Field(
+        default="ChatKitLambda", validation_alias=env("POWERTOOLS_METRICS_NAMESPACE")
+    )
+
+    @field_validator("upload_allowed_types", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(kind.strip().lower() for kind in value.split(",") if kind.strip())
+        return value
+
+    @field_validator(
+        "claim_name",
+        "claim_locale",
+        "claim_time_zone",
+        "claim_tenant",
+        "claim_roles",
+        mode="before",
+    )
+    @classmethod
+    def _claim_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _implied(cls, data: Any) -> Any:
+        """The provider the key and base URL imply when none is named, and its dictation model."""
+        if not isinstance(data, dict):
+            return data
+        given = _by_field_name(cls, data)
+        if "provider" not in given:
+            has_key = bool(given.get("api_key") or given.get("api_key_parameter"))
+            implied = "openai" if has_key else "offline"
+            given["provider"] = "openai-compatible" if given.get("base_url") else implied
+        if given["provider"] == "openai":
+            given.setdefault("transcription_model", DEFAULT_TRANSCRIPTION_MODEL)
+        return given
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        """The provider's requirements."""
+        provider = self.provider
+        if provider == "openai-compatible" and not self.base_url:
+            raise ValueError("MODEL_BASE_URL is required when MODEL_PROVIDER=openai-compatible")
+        if provider == "openai" and not (self.api_key or self.api_key_parameter):
+            raise ValueError(
+                "MODEL_API_KEY_PARAMETER (or MODEL_API_KEY / OPENAI_API_KEY) is required "
+                "for MODEL_PROVIDER=openai"
+            )
+        if provider == "bedrock" and not self.bedrock_model_id:
+            raise ValueError("BEDROCK_MODEL_ID is required when MODEL_PROVIDER=bedrock")
+        return self
+
+    @property
+    def offline_word_delay_seconds(self) -> float:
+        return self.offline_word_delay_ms / 1000
+
+    @property
+    def limits(self) -> RequestLimits:
+        return RequestLimits(
+            max_message_chars=self.max_message_chars,
+            max_title_chars=self.max_title_chars,
+            max_attachments_per_message=self.max_attachments_per_message,
+            max_attachment_bytes_per_turn=self.max_attachment_bytes_per_turn,
+            max_feedback_items=self.max_feedback_items,
+            max_audio_bytes=self.max_audio_bytes,
+        )
+
+    @property
+    def claims(self) -> ClaimMapping:
+        return ClaimMapping(
+            name=self.claim_name or CLAIMS.name,
+            locale=self.claim_locale or CLAIMS.locale,
+            time_zone=self.claim_time_zone or CLAIMS.time_zone,
+            tenant=self.claim_tenant or CLAIMS.tenant,
+            roles=self.claim_roles or CLAIMS.roles,
+            default_role=self.default_role,
+        )
+
+    @property
+    def tokens(self) -> TokenRules:
+        return TokenRules(
+            audience=self.auth_audience,
+            max_lifetime_seconds=self.max_token_lifetime_seconds,
+            jwks_max_age_seconds=self.oidc_jwks_max_age_seconds,
+        )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read the settings; raise SettingsError naming the variable when one is invalid."""
-        env = os.environ if env is None else env
-        api_key = env.get("MODEL_API_KEY") or env.get("OPENAI_API_KEY") or None
-        api_key_parameter = env.get("MODEL_API_KEY_PARAMETER") or None
-        base_url = env.get("MODEL_BASE_URL") or None
-        has_key = bool(api_key or api_key_parameter)
-        provider = env.get("MODEL_PROVIDER") or _default_provider(has_key, base_url)
-        auth_mode = env.get("AUTH_MODE") or "hs256"
-        if auth_mode not in ("hs256", "oidc"):
-            raise SettingsError("AUTH_MODE must be hs256 or oidc")
-        provider = _check_provider(provider, base_url, has_key)
-        bedrock_model_id = env.get("BEDROCK_MODEL_ID") or None
-        if provider == "bedrock" and not bedrock_model_id:
-            raise SettingsError("BEDROCK_MODEL_ID is required when MODEL_PROVIDER=bedrock")
-        return cls(
-            table_name=env.get("CHATKIT_TABLE_NAME") or cls.table_name,
-            bucket_name=env.get("CHATKIT_BUCKET_NAME") or cls.bucket_name,
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
-            provider=provider,
-            model=env.get("MODEL_NAME") or cls.model,
-            title_model=env.get("TITLE_MODEL_NAME") or None,
-            api_key=api_key,
-            api_key_parameter=api_key_parameter,
-            base_url=base_url,
-            transcription_model=env.get("TRANSCRIPTION_MODEL_NAME")
-            or (DEFAULT_TRANSCRIPTION_MODEL if provider == "openai" else None),
-            offline_word_delay_seconds=_number(env, "OFFLINE_WORD_DELAY_MS", 30) / 1000,
-            model_max_retries=int(_number(env, "MODEL_MAX_RETRIES", cls.model_max_retries)),
-            bedrock_model_id=bedrock_model_id,
-            history_items=int(_number(env, "HISTORY_ITEMS", cls.history_items, minimum=1)),
-            max_agent_turns=int(_number(env, "MAX_AGENT_TURNS", cls.max_agent_turns, minimum=1)),
-            max_turn_seconds=_number(env, "MAX_TURN_SECONDS", cls.max_turn_seconds, minimum=1),
-            daily_turn_limit=int(_number(env, "DAILY_TURN_LIMIT", cls.daily_turn_limit)),
-            limits=RequestLimits.from_env(env),
-            auth_mode=auth_mode,  # type: ignore[arg-type]
-            auth_secret_parameter=env.get("AUTH_SECRET_PARAMETER") or None,
-            auth_dev_secret=env.get("AUTH_DEV_SECRET") or None,
-            oidc_issuer=env.get("OIDC_ISSUER") or None,
-            oidc_audience=env.get("OIDC_AUDIENCE") or None,
-            oidc_jwks_url=env.get("OIDC_JWKS_URL") or None,
-            tokens=TokenRules.from_env(env),
-            claims=ClaimMapping.from_env(env),
-            secrets_max_age_seconds=_number(
-                env, "SECRETS_MAX_AGE_SECONDS", cls.secrets_max_age_seconds
-            ),
-            max_request_bytes=int(
-                _number(env, "MAX_REQUEST_BYTES", cls.max_request_bytes, minimum=1024)
-            ),
-            upload_max_bytes=int(_number(env, "UPLOAD_MAX_BYTES", cls.upload_max_bytes, minimum=1)),
-            upload_allowed_types=tuple(
-                kind.strip().lower()
-                for kind in (env.get("UPLOAD_ALLOWED_TYPES") or DEFAULT_UPLOAD_TYPES).split(",")
-                if kind.strip()
-            ),
-            upload_url_seconds=int(
-                _number(env, "UPLOAD_URL_SECONDS", cls.upload_url_seconds, minimum=30)
-            ),
-        )
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """`Settings(...)` takes its values as given: the environment is read by `from_env`."""
+        return (init_settings,)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, env_file: Path | None = None
+    ) -> Settings:
+        """The settings from `environ` (default: the process environment), then from
+        `env_file` (`NAME=value` lines) for what the environment leaves unset.
+
+        Raises SettingsError naming the variable when a value cannot work.
+        """
+        sources: list[PydanticBaseSettingsSource] = [
+            EnvSettingsSource(cls) if environ is None else _MappingSource(cls, environ)
+        ]
+        if env_file is not None:
+            sources.append(DotEnvSettingsSource(cls, env_file=env_file))
+        known = {key for name in cls.model_fields for key in (name, *variables(cls, name))}
+        values: dict[str, Any] = {}
+        for source in reversed(sources):  # the first source wins
+            # A .env file may hold other tools' variables too: only settings are taken.
+            values.update((key, value) for key, value in source().items() if key in known)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            raise SettingsError(_describe(error)) from None
 
 
-def _check_provider(provider: str, base_url: str | None, has_key: bool) -> Provider:
-    if provider not in PROVIDERS:
-        raise SettingsError(f"MODEL_PROVIDER must be one of {', '.join(PROVIDERS)}")
-    if provider == "openai-compatible" and not base_url:
-        raise SettingsError("MODEL_BASE_URL is required when MODEL_PROVIDER=openai-compatible")
-    if provider == "openai" and not has_key:
-        raise SettingsError(
-            "MODEL_API_KEY_PARAMETER (or MODEL_API_KEY / OPENAI_API_KEY) is required "
-            "for MODEL_PROVIDER=openai"
-        )
-    return provider
+def variables(settings_cls: type[BaseSettings], name: str) -> list[str]:
+    """The variables field `name` is read from, in order."""
+    alias = settings_cls.model_fields[name].validation_alias
+    choices = alias.choices if isinstance(alias, AliasChoices) else []
+    return [choice for choice in choices if isinstance(choice, str)]
 
 
-def _default_provider(has_key: bool, base_url: str | None) -> Provider:
-    if base_url:
-        return "openai-compatible"
-    return "openai" if has_key else "offline"
+def _by_field_name(settings_cls: type[BaseSettings], data: dict[str, Any]) -> dict[str, Any]:
+    """`data` keyed by field name, whether it was keyed by field name or by variable (a key
+    that is neither stays, for validation to refuse)."""
+    given = dict(data)
+    for name in settings_cls.model_fields:
+        for key in reversed([name, *variables(settings_cls, name)]):  # the first one wins
+            if key in given:
+                given[name] = given.pop(key)
+    return given
 
 
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, not {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum:g}")
-    return value
+class _MappingSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = {name: value for name, value in environ.items() if value != ""}
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return dict(self._environ)
 
 
-def _names(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    """Claim names, comma-separated; unset or empty: `default`."""
-    names = tuple(part.strip() for part in (env.get(name) or "").split(",") if part.strip())
-    return names or default
-
-
-def _count(env: Mapping[str, str], name: str, default: int) -> int:
-    """A limit: a whole number of at least 1."""
-    return int(_number(env, name, default, minimum=1))
+def _describe(error: ValidationError) -> str:
+    """The first problem, naming its variable: "HISTORY_ITEMS: Input should be ... ('many')"."""
+    problem = error.errors()[0]
+    message = problem["msg"].removeprefix("Value error, ")
+    if not problem["loc"]:
+        return message
+    name = str(problem["loc"][0])
+    where = " / ".join(variables(Settings, name)) if name in Settings.model_fields else name
+    return f"{where}: {message} (got {problem['input']!r})"

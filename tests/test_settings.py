@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from agents import OpenAIChatCompletionsModel
 
 from agent.offline_model import OfflineModel
 from agent.providers import build_models
-from settings import Settings, SettingsError
+from settings import Settings, SettingsError, variables
 
 
 def test_no_key_means_the_offline_model() -> None:
@@ -69,8 +71,65 @@ def test_limits_are_read_as_numbers() -> None:
         ({"MODEL_PROVIDER": "openai-compatible"}, "MODEL_BASE_URL"),
         ({"HISTORY_ITEMS": "many"}, "HISTORY_ITEMS"),
         ({"MAX_TURN_SECONDS": "0"}, "MAX_TURN_SECONDS"),
+        ({"STREAM_DEADLINE_MARGIN_MS": "-1"}, "STREAM_DEADLINE_MARGIN_MS"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"UPLOAD_URL_SECONDS": "5"}, "UPLOAD_URL_SECONDS"),
+        ({"AUTH_MODE": "basic"}, "AUTH_MODE"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         Settings.from_env(env)
+
+
+def test_an_env_file_adds_settings_without_overriding_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "# a comment\n"
+        "OPENAI_API_KEY='sk-from-file'\n"
+        'export MODEL_NAME="gpt-4.1"\n'
+        "HISTORY_ITEMS=10\n"
+        "ANOTHER_TOOLS_VARIABLE=1\n"
+    )
+    monkeypatch.setenv("HISTORY_ITEMS", "50")
+
+    settings = Settings.from_env(env_file=env_file)
+
+    assert (settings.api_key, settings.model, settings.history_items) == (
+        "sk-from-file",
+        "gpt-4.1",
+        50,
+    )
+    assert settings.provider == "openai"
+
+
+def test_direct_values_read_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_NAME", "from-the-environment")
+
+    assert Settings().model == Settings.from_env({}).model == "gpt-4.1-mini"
+    assert Settings.from_env().model == "from-the-environment"
+
+
+def test_an_empty_variable_is_unset() -> None:
+    settings = Settings.from_env({"AUTH_AUDIENCE": "", "DAILY_TURN_LIMIT": "", "MODEL_NAME": ""})
+
+    assert (settings.auth_audience, settings.daily_turn_limit, settings.model) == (
+        None,
+        0,
+        "gpt-4.1-mini",
+    )
+
+
+def test_every_variable_is_in_the_readme_configuration_table() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n\n**", 1)[0]
+
+    missing = [
+        name
+        for field in Settings.model_fields
+        for name in variables(Settings, field)
+        if f"`{name}`" not in table
+    ]
+    assert missing == []

@@ -26,7 +26,7 @@ from chatkit.types import ChatKitReq
 from pydantic import TypeAdapter
 
 from devtools.local import CORS_EXPOSED_HEADERS, CORS_METHODS
-from settings import PROVIDERS, AuthMode, Settings
+from settings import PROVIDERS, AuthMode, Settings, variables
 from store import table_schema
 from store.payloads import payload_key
 from store.uploads import PENDING_TAG, UPLOAD_PREFIX, UploadBucket
@@ -320,6 +320,9 @@ def test_sync_builds_like_build_and_gives_the_parameters_the_rules_require() -> 
 
 
 def test_every_environment_variable_is_one_the_app_or_its_libraries_read() -> None:
+    settings_variables = {
+        name for field in Settings.model_fields for name in variables(Settings, field)
+    }
     read_by_src = {
         match
         for path in SRC.rglob("*.py")
@@ -330,7 +333,7 @@ def test_every_environment_variable_is_one_the_app_or_its_libraries_read() -> No
         for name, value in vars(powertools_constants).items()
         if name.endswith("_ENV") and isinstance(value, str)
     }
-    known = read_by_src | read_by_powertools | RUNTIME_VARIABLES
+    known = settings_variables | read_by_src | read_by_powertools | RUNTIME_VARIABLES
 
     assert set(environment()) - known == set()
 

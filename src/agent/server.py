@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +50,7 @@ from agent.turn_store import TurnStore
 from agent.utc import with_utc_times
 from agent.widgets import TASK_ACTIONS
 from errors import ClientRequestError, InvalidRequestError, error_event
+from logs import logger
 from settings import RequestLimits
 from store import (
     DynamoDBStore,
@@ -62,8 +62,6 @@ from store import (
 )
 from store.quota import TurnQuota
 from store.tasks import TaskStore
-
-logger = logging.getLogger(__name__)
 
 TITLE_SECONDS = 10.0
 MAX_TITLE_LENGTH = 80

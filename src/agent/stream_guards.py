@@ -31,7 +31,6 @@ Outside `respond`, in the server:
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -56,6 +55,7 @@ from chatkit.types import (
 
 import telemetry
 from agent.failures import EmptyAnswerError, describe_failure, failure_class, not_saved
+from logs import logger
 from store import (
     DynamoDBStore,
     RequestContext,
@@ -66,7 +66,6 @@ from store import (
 if TYPE_CHECKING:
     from agent.turn import AnswerTurn
 
-logger = logging.getLogger(__name__)
 
 # What a failed save can raise: the item is then not (known to be) stored.
 SAVE_FAILURES = (StoreUnavailableError, NotFoundError, ThreadLeaseLostError)

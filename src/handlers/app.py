@@ -34,7 +34,13 @@ from starlette.types import Receive, Scope, Send
 import telemetry
 from agent.failures import failure_class
 from agent.request_limits import REQUEST_TYPES, parse_request
-from errors import ClientRequestError, RequestTooLargeError, error_event
+from errors import (
+    ClientRequestError,
+    RequestTooLargeError,
+    error_event,
+    is_error_event,
+    sse_message,
+)
 from handlers import conversations
 from handlers.auth import request_id_of
 from handlers.dependencies import AppServices, Authenticator, CurrentUser, Services
@@ -240,13 +246,9 @@ class TurnResponse(StreamingResponse):
         )
         # A client that still does not read gets nothing more: the connection just ends.
         with anyio.move_on_after(FINAL_SEND_SECONDS):
-            body = _sse(notice.model_dump_json().encode())
+            body = sse_message(notice)
             await send({"type": "http.response.body", "body": body, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def _sse(data: bytes) -> bytes:
-    return b"data: " + data + b"\n\n"
 
 
 def quiet_client_errors() -> None:
@@ -280,13 +282,13 @@ async def _stream(
             return
         yield first
         async for event in events:
-            if event.startswith(b'data: {"type":"error"'):
+            if is_error_event(event):
                 log.fail("internal", "error_event")  # unless the turn said why first
             yield event
     except Exception as error:
         log.fail(failure_class(error), type(error).__name__)
         logger.exception("stream failed", exc_info=error)
-        yield _sse(error_event(error).model_dump_json().encode())
+        yield sse_message(error_event(error))
     finally:
         log.finish()
         await _close(events)

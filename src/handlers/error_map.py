@@ -36,8 +36,8 @@ import telemetry
 from agent.failures import failure_class
 from errors import ClientRequestError, QuotaExceededError
 from handlers.auth import AuthConfigurationError, AuthError, request_id_of
-from handlers.secrets import SecretUnavailableError
 from logs import logger
+from settings import SecretUnavailableError
 from store import StoreUnavailableError
 
 BUSY_MESSAGE = "The service is busy right now. Try again in a moment."

@@ -22,8 +22,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @cache
 def _mangum() -> Mangum:
     from handlers.main import build_app
+    from logs import route_all_logging
+    from settings import Settings
 
-    app = build_app()
+    settings = Settings.from_env()
+    route_all_logging(settings)  # every record one JSON line, as on the streaming entry point
+    app = build_app(settings)
     with warnings.catch_warnings():
         # Mangum asks for the thread's event loop, which is deprecated when none is set yet.
         warnings.simplefilter("ignore", DeprecationWarning)

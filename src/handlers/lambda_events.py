@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatkit.types import ErrorEvent
 from mangum.handlers.api_gateway import HTTPGateway
 from mangum.types import LambdaCognitoIdentity, LambdaConfig, LambdaMobileClientContext
 
-logger = logging.getLogger(__name__)
+from errors import sse_message
+from handlers.error_map import json_error
+from logs import logger
 
 Message = MutableMapping[str, Any]
 Scope = MutableMapping[str, Any]
@@ -34,14 +36,7 @@ ASGIApp = Callable[
 
 PRELUDE_DELIMITER = b"\0" * 8
 TIMEOUT_MESSAGE = "The answer ran out of time (Lambda timeout) and was stopped."
-TIMEOUT_EVENT = (
-    b"data: "
-    + json.dumps(
-        {"type": "error", "code": "custom", "message": TIMEOUT_MESSAGE, "allow_retry": True},
-        separators=(",", ":"),
-    ).encode()
-    + b"\n\n"
-)
+TIMEOUT_EVENT = sse_message(ErrorEvent(code="custom", message=TIMEOUT_MESSAGE, allow_retry=True))
 _MANGUM_CONFIG = LambdaConfig(api_gateway_base_path="/", text_mime_types=[], exclude_headers=[])
 
 
@@ -168,9 +163,8 @@ class _Response:
     def timeout_ending(self) -> bytes:
         """What ends an answer stopped at the deadline."""
         if not self.started:
-            body = {"error": {"code": "timeout", "message": TIMEOUT_MESSAGE}}
-            prelude = encode_prelude(504, [(b"content-type", b"application/json")])
-            return prelude + json.dumps(body).encode()
+            answer = json_error(504, "timeout", TIMEOUT_MESSAGE)
+            return encode_prelude(answer.status_code, answer.raw_headers) + bytes(answer.body)
         return TIMEOUT_EVENT if self.is_sse and not self.complete else b""
 
 

@@ -5,9 +5,10 @@ runtime `AWS_LAMBDA_EXEC_WRAPPER=/var/task/run-streaming.sh` replaces the runtim
 `python -m handlers.lambda_streaming`, which speaks the Runtime API itself:
 
 - Init: put on `sys.path` what the managed runtime's bootstrap would (task root, layers,
-  runtime dir), log through the one Powertools logger (`logs`), build the app
-  (`handlers.main.build_app`). If that raises, POST /runtime/init/error and exit 1. Init runs
-  without cyclic garbage collections and freezes what it created (`collector_paused`).
+  runtime dir), read the settings (`Settings.from_env`), log every record through the one
+  Powertools logger (`logs`), build the app (`handlers.main.build_app`). If that raises, POST
+  /runtime/init/error and exit 1. Init runs without cyclic garbage collections and freezes
+  what it created (`collector_paused`).
 - Each invocation: GET /runtime/invocation/next (its trace id goes to `_X_AMZN_TRACE_ID`), run
   the app on the Function URL event, and stream the answer to /runtime/invocation/{id}/response
   in streaming mode (`Transfer-Encoding: chunked`, content type
@@ -55,12 +56,12 @@ from typing import Any, NoReturn
 import telemetry
 from handlers.lambda_events import ASGIApp, LambdaContext, stream_http_response
 from logs import logger, route_all_logging
+from settings import Settings, SettingsError
 
 API_VERSION = "2018-06-01"
 HTTP_INTEGRATION_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
 ERROR_TYPE_TRAILER = "Lambda-Runtime-Function-Error-Type"
 ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
-DEFAULT_DEADLINE_MARGIN_MS = 2000
 # Work the app leaves running after its response (a save shielded from cancellation) may use
 # the invocation's time up to this close to Lambda's deadline; an unknown deadline gets this long.
 DEADLINE_SAFETY_SECONDS = 0.1
@@ -409,23 +410,21 @@ def _fail_init(api: RuntimeApi, error: Exception, *, exit_code: int) -> NoReturn
     raise SystemExit(exit_code) from error
 
 
-def _deadline_margin(api: RuntimeApi) -> float:
-    """STREAM_DEADLINE_MARGIN_MS in seconds; a bad value is an init error."""
-    raw = os.environ.get("STREAM_DEADLINE_MARGIN_MS") or str(DEFAULT_DEADLINE_MARGIN_MS)
+def _settings(api: RuntimeApi) -> Settings:
+    """The settings, read once for the loop and the app; a bad value is an init error."""
     try:
-        margin_ms = float(raw)
-        if margin_ms < 0:
-            raise ValueError
-    except ValueError:
-        error = ValueError(f"STREAM_DEADLINE_MARGIN_MS must be milliseconds >= 0, not {raw!r}")
+        return Settings.from_env()
+    except SettingsError as error:
         _fail_init(api, error, exit_code=1)
-    return margin_ms / 1000
 
 
-def _build_app() -> ASGIApp:
-    from handlers.main import build_app
+def _builder(settings: Settings) -> Callable[[], ASGIApp]:
+    def build() -> ASGIApp:
+        from handlers.main import build_app
 
-    return build_app()
+        return build_app(settings)
+
+    return build
 
 
 def _preload() -> None:
@@ -456,18 +455,20 @@ def main() -> None:
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)  # Lambda may freeze us with logs unflushed
     use_managed_runtime_path(os.environ)
-    route_all_logging()
     address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
     if not address:
         raise SystemExit("AWS_LAMBDA_RUNTIME_API is not set: run this under Lambda or RIE")
     api = RuntimeApi(address)
     snap_start = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
 
+    settings = _settings(api)
+    route_all_logging(settings)
+
     async def run() -> None:
-        margin = _deadline_margin(api)
+        build = _builder(settings)
         with collector_paused():
-            app = initialize(api, _build_app, preload=_preload, snap_start=snap_start)
-        await serve(api, app, deadline_margin=margin)
+            app = initialize(api, build, preload=_preload, snap_start=snap_start)
+        await serve(api, app, deadline_margin=settings.stream_deadline_margin_ms / 1000)
 
     try:
         asyncio.run(run())

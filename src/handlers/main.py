@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+import logs
 import telemetry
 import tracing
 from agent.providers import build_models
@@ -68,6 +69,7 @@ def build_app(settings: Settings | None = None, *, api_docs: bool = False) -> Fa
     configuration cannot work.
     """
     settings = settings or Settings.from_env()
+    logs.configure(settings)
     telemetry.watch_dynamodb()  # before the first DynamoDB client exists
     traced = tracing.start()  # before the first AWS client too: botocore is patched
     authenticate = bearer_authenticator(build_verifier(settings), settings.claims)

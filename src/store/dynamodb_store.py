@@ -3,7 +3,6 @@ store.bodies, the thread row as guard: store.thread_rows)."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from chatkit.store import NotFoundError, Store, StoreItemType
 from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
 from pynamodb.exceptions import UpdateError
 
+from logs import logger
 from store import keys, thread_rows
 from store.aws import condition_failed, in_worker
 from store.bodies import ATTACHMENT, RowBodies, metadata_of
@@ -36,7 +36,6 @@ from store.uploads import UploadBucket, upload_key
 
 T = TypeVar("T")
 
-logger = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 200
 

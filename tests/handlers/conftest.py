@@ -17,7 +17,7 @@ def app_settings(**overrides: Any) -> Settings:
         "table_name": TABLE,
         "bucket_name": BUCKET,
         "region": "us-east-1",
-        "offline_word_delay_seconds": 0,
+        "offline_word_delay_ms": 0,
         **overrides,
     }
     return Settings(**values)

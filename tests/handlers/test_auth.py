@@ -24,7 +24,6 @@ from jwt.algorithms import RSAAlgorithm
 from devtools.tokens import mint_token
 from handlers.auth import AuthConfigurationError
 from handlers.main import build_app
-from settings import TokenRules
 from store import TableRecord
 from tests.handlers.conftest import app_settings
 from tests.support.logs import logged_text
@@ -201,12 +200,12 @@ async def test_time_claims_given_as_strings_are_refused(
 
 
 def rules_client(**rules: Any) -> httpx.AsyncClient:
-    app = build_app(app_settings(auth_dev_secret=SECRET, tokens=TokenRules(**rules)))
+    app = build_app(app_settings(auth_dev_secret=SECRET, **rules))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
 async def test_an_audience_when_configured_is_required(table: type[TableRecord], s3: Any) -> None:
-    async with rules_client(audience="my-app") as client:
+    async with rules_client(auth_audience="my-app") as client:
         right = await post(client, signed({"sub": "alice", "exp": now() + 60, "aud": "my-app"}))
         wrong = await post(client, signed({"sub": "alice", "exp": now() + 60, "aud": "other"}))
         none = await post(client, signed({"sub": "alice", "exp": now() + 60}))
@@ -219,7 +218,7 @@ async def test_an_audience_when_configured_is_required(table: type[TableRecord],
 async def test_a_token_living_longer_than_the_maximum_is_refused(
     table: type[TableRecord], s3: Any
 ) -> None:
-    async with rules_client(max_lifetime_seconds=3600) as client:
+    async with rules_client(max_token_lifetime_seconds=3600) as client:
         hour = await post(client, signed({"sub": "alice", "iat": now(), "exp": now() + 3600}))
         year = await post(client, signed({"sub": "alice", "iat": now(), "exp": now() + 10**8}))
         no_iat = await post(client, signed({"sub": "alice", "exp": now() + 10**8}))
@@ -355,7 +354,7 @@ async def test_a_key_the_issuer_removed_is_refused_after_the_key_set_lifetime(
             auth_mode="oidc",
             oidc_issuer=issuer,
             oidc_audience="chatkit-app",
-            tokens=TokenRules(jwks_max_age_seconds=600),
+            oidc_jwks_max_age_seconds=600,
         )
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=build_app(settings)), base_url="http://t"

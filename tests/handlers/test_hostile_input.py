@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import boto3
@@ -23,7 +23,7 @@ import pytest
 
 from devtools.tokens import mint_token
 from handlers.main import build_app
-from settings import RequestLimits, Settings, TokenRules
+from settings import RequestLimits, Settings
 from store import DynamoDBStore, PayloadBucket, RequestContext, TableRecord
 from store.attachments import S3AttachmentStore
 from store.uploads import UploadBucket
@@ -57,8 +57,8 @@ def settings(**overrides: Any) -> Settings:
         "max_request_bytes": MAX_BODY,
         "upload_max_bytes": 5_000_000,
         "daily_turn_limit": 1_000,
-        "limits": LIMITS,
-        "tokens": TokenRules(max_lifetime_seconds=86_400),
+        **asdict(LIMITS),
+        "max_token_lifetime_seconds": 86_400,
         **overrides,
     }
     return app_settings(**values)

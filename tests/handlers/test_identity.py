@@ -13,7 +13,7 @@ import pytest
 
 from devtools.tokens import mint_token
 from handlers.main import build_app
-from settings import ClaimMapping, Settings
+from settings import Settings
 from store import RequestContext, TableRecord, TaskStore
 from tests.handlers.conftest import app_settings
 from tests.support.fake_openai import FakeOpenAI, Reply
@@ -175,7 +175,7 @@ async def test_a_member_changes_tasks(
 async def test_a_token_without_roles_gets_the_default_role(
     table: type[TableRecord], s3: Any, default_role: str, added: list[str]
 ) -> None:
-    settings = app_settings(auth_dev_secret=SECRET, claims=ClaimMapping(default_role=default_role))
+    settings = app_settings(auth_dev_secret=SECRET, default_role=default_role)
 
     async with client_for(settings) as client:
         events = await send(client, token(), "add a task to buy milk")

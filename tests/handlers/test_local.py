@@ -19,7 +19,7 @@ import httpx
 import jwt
 import pytest
 
-from devtools.local import dev_secret, load_env_file
+from devtools.local import dev_secret
 from devtools.terminal_client import main as chat_main
 from devtools.terminal_client import resolve_token
 from devtools.tokens import token_main
@@ -374,24 +374,6 @@ def test_dev_secret_is_created_once_and_kept_private(tmp_path: Path) -> None:
     assert len(first) >= 32
     assert secret_file.stat().st_mode & 0o777 == 0o600
     assert dev_secret({"AUTH_DEV_SECRET": "from-env"}, secret_file) == "from-env"
-
-
-def test_env_file_adds_settings_without_overriding_the_environment(tmp_path: Path) -> None:
-    env_file = tmp_path / ".env"
-    env_file.write_text(
-        "# a comment\n"
-        "OPENAI_API_KEY='sk-from-file'\n"
-        'export MODEL_NAME="gpt-4.1"\n'
-        "HISTORY_ITEMS=10\n"
-        "\n"
-        "not a setting\n"
-    )
-    env = {"HISTORY_ITEMS": "50"}
-
-    added = load_env_file(env_file, env)
-
-    assert env == {"OPENAI_API_KEY": "sk-from-file", "MODEL_NAME": "gpt-4.1", "HISTORY_ITEMS": "50"}
-    assert sorted(added) == ["MODEL_NAME", "OPENAI_API_KEY"]
 
 
 def test_full_upload_reaches_the_model_and_is_deleted_with_its_thread(server: LocalServer) -> None:
