@@ -24,7 +24,6 @@ from mangum.handlers.api_gateway import HTTPGateway
 from mangum.types import LambdaCognitoIdentity, LambdaConfig, LambdaMobileClientContext
 
 from errors import sse_message
-from handlers.error_map import json_error
 from logs import logger
 
 Message = MutableMapping[str, Any]
@@ -163,6 +162,10 @@ class _Response:
     def timeout_ending(self) -> bytes:
         """What ends an answer stopped at the deadline."""
         if not self.started:
+            # Imported here: the loop's module must not need the app's modules (auth, PyJWT)
+            # before it can report a failing init. The app is built by now.
+            from handlers.error_map import json_error
+
             answer = json_error(504, "timeout", TIMEOUT_MESSAGE)
             return encode_prelude(answer.status_code, answer.raw_headers) + bytes(answer.body)
         return TIMEOUT_EVENT if self.is_sse and not self.complete else b""
