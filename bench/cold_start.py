@@ -245,8 +245,8 @@ def artifact_instructions(task_root: Path, runtime: Path, moto_url: str, out: Pa
     return counted(out)
 
 
-def floor_instructions(task_root: Path, moto_url: str, out: Path, imports: str = FLOOR) -> int:
-    code = f"{imports}; print('ready', flush=True); import time; time.sleep(3600)"
+def floor_instructions(task_root: Path, moto_url: str, out: Path) -> int:
+    code = f"{FLOOR}; print('ready', flush=True); import time; time.sleep(3600)"
     process = subprocess.Popen(
         [*CACHEGRIND, f"--cachegrind-out-file={out}", str(base_python()), "-c", code],
         cwd=task_root,
@@ -256,14 +256,14 @@ def floor_instructions(task_root: Path, moto_url: str, out: Path, imports: str =
     )
     assert process.stdout is not None
     if process.stdout.readline() != b"ready\n":
-        raise RuntimeError(f"{imports!r} failed under valgrind")
+        raise RuntimeError("the floor failed under valgrind")
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=600)
     return counted(out)
 
 
 def count_instructions(task_root: Path, runtime: Path, moto_url: str, work: Path) -> dict[str, int]:
-    """The counts, measured at the same time (one run each: a count barely varies)."""
+    """Both counts, measured at the same time (one run each: a count barely varies)."""
     counts: dict[str, int] = {}
     errors: list[BaseException] = []
 
@@ -276,7 +276,6 @@ def count_instructions(task_root: Path, runtime: Path, moto_url: str, work: Path
     jobs = {
         "artifact": lambda: artifact_instructions(task_root, runtime, moto_url, work / "a.cg"),
         "floor": lambda: floor_instructions(task_root, moto_url, work / "f.cg"),
-        "framework": lambda: floor_instructions(task_root, moto_url, work / "w.cg", FRAMEWORK),
     }
     threads = [threading.Thread(target=run, args=job) for job in jobs.items()]
     for thread in threads:
@@ -407,8 +406,6 @@ def report(runs: Runs) -> int:
             f"floor {floor / 1e9:.2f} G: {ratio:.3f}x"
         )
         checks.append((f"artifact to /next {ratio:.3f}x the floor's instructions", ratio <= TARGET))
-        framework = runs.instructions["framework"] / floor
-        print(f"instructions: floor + FastAPI and pydantic-settings {framework:.3f}x the floor")
     after_init, after_turns = runs.rss
     print(f"peak RSS: {after_init:.0f} MB after init, {after_turns:.0f} MB after {TURNS} turns")
     summary = summarize(harness_artifact())
