@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from handlers.claims import identity_from
-from settings import ClaimMapping, SettingsError
+from settings import ClaimMapping, Settings, SettingsError
 from store.context import Identity
 
 COGNITO = {
@@ -42,9 +42,9 @@ def test_plain_oidc_claims_by_default() -> None:
 
 
 def test_a_configured_mapping_reads_other_and_nested_claims() -> None:
-    mapping = ClaimMapping.from_env(
+    mapping = Settings.from_env(
         {"CLAIM_ROLES": "realm_access.roles", "CLAIM_TENANT": "tid", "DEFAULT_ROLE": "viewer"}
-    )
+    ).claims
     claims = {"realm_access": {"roles": ["member"]}, "tid": "t-42", "org_id": "ignored"}
 
     identity = identity_from(claims, mapping)
@@ -75,4 +75,4 @@ def test_claims_that_cannot_be_used_are_left_out_or_cleaned(
 
 def test_an_unknown_default_role_is_a_settings_error() -> None:
     with pytest.raises(SettingsError, match="DEFAULT_ROLE"):
-        ClaimMapping.from_env({"DEFAULT_ROLE": "admin"})
+        Settings.from_env({"DEFAULT_ROLE": "admin"})
