@@ -6,7 +6,7 @@ task list widget, whose button actions the server passes to `handle_task_action`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,12 +76,13 @@ async def add_task(ctx: RunContextWrapper[AssistantContext], title: str) -> str:
     async with tool_step(agent, f"Adding “{_short(title)}”…", "plus") as step:
         if not may_change_tasks(agent.request_context.identity):
             return _refused(agent, step)
-        key = agent.once_key("add_task", title)
+        context = agent.request_context
         try:
-            if key is None:
-                task, repeated = await agent.tasks.add(title, agent.request_context), False
-            else:
-                task, repeated = await agent.tasks.add_once(title, key, agent.request_context)
+            task, repeated = await _once(
+                agent.once_key("add_task", title),
+                lambda: agent.tasks.add(title, context),
+                lambda key: agent.tasks.add_once(title, key, context),
+            )
         except ValueError as error:
             step.refused(f"Task not added: {error}")
             return f"Task not added: {error}."
@@ -144,12 +145,13 @@ async def delete_task(ctx: RunContextWrapper[AssistantContext], number: int) -> 
     async with tool_step(agent, f"Deleting task #{number}…", "dot") as step:
         if not may_change_tasks(agent.request_context.identity):
             return _refused(agent, step)
-        key = agent.once_key("delete_task", str(number))
+        context = agent.request_context
         try:
-            if key is None:
-                task, repeated = await agent.tasks.delete(number, agent.request_context), False
-            else:
-                task, repeated = await agent.tasks.delete_once(number, key, agent.request_context)
+            task, repeated = await _once(
+                agent.once_key("delete_task", str(number)),
+                lambda: agent.tasks.delete(number, context),
+                lambda key: agent.tasks.delete_once(number, key, context),
+            )
         except NotFoundError:
             step.refused(f"Task #{number} does not exist")
             return f"Task {number} does not exist"
@@ -162,6 +164,18 @@ async def delete_task(ctx: RunContextWrapper[AssistantContext], number: int) -> 
         agent.effects.append(f"deleted task #{task.number} “{task.title}”")
         step.done(f"Deleted task #{task.number} “{task.title}”")
         return f"Deleted task #{task.number}: {task.title}"
+
+
+async def _once(
+    key: str | None,
+    plain: Callable[[], Awaitable[TaskRecord]],
+    once: Callable[[str], Awaitable[tuple[TaskRecord, bool]]],
+) -> tuple[TaskRecord, bool]:
+    """Run a change once per user message: with the message's key, a retry of the same message
+    finds the first attempt's result (`True`: already done); without a key, plainly."""
+    if key is None:
+        return await plain(), False
+    return await once(key)
 
 
 TASK_TOOLS = [add_task, list_tasks, complete_task, delete_task]
