@@ -383,7 +383,7 @@ async def test_store_errors_and_dynamodb_retries(
 
 @pytest.mark.parametrize(
     "settings",
-    [app_settings(auth_dev_secret=SECRET, max_turn_seconds=1, offline_word_delay_seconds=0.2)],
+    [app_settings(auth_dev_secret=SECRET, max_turn_seconds=1, offline_word_delay_ms=200)],
 )
 async def test_deadline_errors(client: httpx.AsyncClient, output: Output) -> None:
     events = sse(await send(client, create_thread(" ".join(["word"] * 30) + SECRET_TEXT)))

@@ -119,7 +119,7 @@ def main() -> None:
             table_name="chatkit-traced",
             bucket_name="chatkit-traced-uploads",
             region="us-east-1",
-            offline_word_delay_seconds=0,
+            offline_word_delay_ms=0,
             auth_secret_parameter=SECRET_PARAMETER,
         )
         app = build_app(settings)
