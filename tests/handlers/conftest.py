@@ -23,6 +23,18 @@ def app_settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def fake_model_settings(base_url: str, **overrides: Any) -> Settings:
+    """`app_settings` with a fake OpenAI-compatible model at `base_url`, never retried."""
+    return app_settings(
+        provider="openai-compatible",
+        base_url=base_url,
+        api_key="test-key",
+        model="fake-model",
+        model_max_retries=0,
+        **overrides,
+    )
+
+
 def app_client(settings: Settings) -> httpx.AsyncClient:
     """An HTTP client speaking to the app in-process (fine for status codes and bodies;
     streaming timing needs a real server)."""

@@ -15,7 +15,7 @@ from devtools.tokens import mint_token
 from handlers.main import build_app
 from settings import Settings
 from store import RequestContext, TableRecord, TaskStore
-from tests.handlers.conftest import app_settings
+from tests.handlers.conftest import app_settings, fake_model_settings
 from tests.support.fake_openai import FakeOpenAI, Reply
 from tests.support.inputs import user_input
 
@@ -233,14 +233,7 @@ def _nodes(node: Any) -> list[dict[str, Any]]:
 async def test_the_tokens_claims_reach_the_agents_instructions(
     table: type[TableRecord], s3: Any, fake_openai: FakeOpenAI
 ) -> None:
-    settings = app_settings(
-        auth_dev_secret=SECRET,
-        provider="openai-compatible",
-        base_url=fake_openai.base_url,
-        api_key="test-key",
-        model="fake-model",
-        model_max_retries=0,
-    )
+    settings = fake_model_settings(fake_openai.base_url, auth_dev_secret=SECRET)
     fake_openai.replies = [Reply(["Bonjour Ada."])]
     claims = {
         "name": "Ada Lovelace",
@@ -266,14 +259,7 @@ async def test_the_tokens_claims_reach_the_agents_instructions(
 async def test_a_multiline_name_claim_stays_one_line_of_the_instructions(
     table: type[TableRecord], s3: Any, fake_openai: FakeOpenAI
 ) -> None:
-    settings = app_settings(
-        auth_dev_secret=SECRET,
-        provider="openai-compatible",
-        base_url=fake_openai.base_url,
-        api_key="test-key",
-        model="fake-model",
-        model_max_retries=0,
-    )
+    settings = fake_model_settings(fake_openai.base_url, auth_dev_secret=SECRET)
     fake_openai.replies = [Reply(["Hi."])]
 
     async with client_for(settings) as client:

@@ -26,7 +26,7 @@ from settings import Settings
 from store import TableRecord, bind_table, create_table
 from telemetry import ERROR_CLASSES, METRICS, pseudonym
 from tests.conftest import TABLE
-from tests.handlers.conftest import app_client, app_settings
+from tests.handlers.conftest import app_client, app_settings, fake_model_settings
 from tests.support.dynamodb_faults import DynamoDBFaults
 from tests.support.fake_openai import FakeOpenAI, Reply
 from tests.support.inputs import user_input
@@ -344,14 +344,7 @@ async def test_quota_refusals(client: httpx.AsyncClient, output: Output) -> None
 async def test_model_errors(
     record_class: type[TableRecord], s3: Any, fake_openai: FakeOpenAI, output: Output
 ) -> None:
-    settings = app_settings(
-        auth_dev_secret=SECRET,
-        provider="openai-compatible",
-        base_url=fake_openai.base_url,
-        api_key="test-key",
-        model="fake-model",
-        model_max_retries=0,
-    )
+    settings = fake_model_settings(fake_openai.base_url, auth_dev_secret=SECRET)
     fake_openai.replies = [Reply(status=500)]
     async with app_client(settings) as client:
         events = sse(await send(client, create_thread(SECRET_TEXT)))
