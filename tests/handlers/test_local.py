@@ -177,7 +177,8 @@ def test_answer_streams_to_the_terminal_as_it_is_written(server: LocalServer) ->
         client.stdout.close()
 
     output = b"".join(chunks).decode()
-    assert output.startswith("Added task #1: buy milk.\nthread: thr_")
+    workflow = "[workflow] Task assistant is answering\n           Added task #1 “buy milk”\n"
+    assert output.startswith(workflow + "Added task #1: buy milk.\nthread: thr_")
     assert sum(1 for chunk in chunks if b"thread:" not in chunk) >= 3, chunks
 
 
@@ -220,6 +221,8 @@ def test_history_prints_the_threads_items(server: LocalServer) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[1:] == [
         "you: add a task to buy milk",
+        "[workflow] Task assistant is answering",
+        "           Added task #1 “buy milk”",
         "assistant: Added task #1: buy milk.",
     ]
 
