@@ -29,6 +29,9 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 PROVIDERS: tuple[Provider, ...] = ("openai", "openai-compatible", "offline", "bedrock")
 DEFAULT_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
 DEFAULT_SERVICE_NAME = "chatkit-lambda"
+# The key of the pseudonymous user id when LOG_USER_ID_KEY is unset (local development): the
+# stack sets its own, so ids from different deployments cannot be matched.
+DEVELOPMENT_USER_ID_KEY = "chatkit-lambda-development"
 DEFAULT_UPLOAD_TYPES = (
     "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,text/markdown,text/csv"
 )
@@ -200,6 +203,13 @@ class Settings(BaseSettings):
     metrics_namespace: str = Field(
         default="ChatKitLambda", validation_alias=env("POWERTOOLS_METRICS_NAMESPACE")
     )
+    log_user_id_key: str = Field(
+        default=DEVELOPMENT_USER_ID_KEY, validation_alias=env("LOG_USER_ID_KEY"), repr=False
+    )
+    # Tracing (X-Ray): Powertools' rule, on Lambda but not in SAM's emulator, unless disabled.
+    trace_disabled: bool = Field(default=False, validation_alias=env("POWERTOOLS_TRACE_DISABLED"))
+    lambda_task_root: str | None = Field(default=None, validation_alias=env("LAMBDA_TASK_ROOT"))
+    sam_local: bool = Field(default=False, validation_alias=env("AWS_SAM_LOCAL"))
 
     @field_validator("upload_allowed_types", mode="before")
     @classmethod

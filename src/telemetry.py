@@ -24,6 +24,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics
 
 import tracing
 from logs import logger
+from settings import Settings
 
 ErrorClass = Literal["client", "auth", "quota", "model", "store", "deadline", "internal"]
 ERROR_CLASSES: tuple[ErrorClass, ...] = (
@@ -35,11 +36,6 @@ ERROR_CLASSES: tuple[ErrorClass, ...] = (
     "deadline",
     "internal",
 )
-DEFAULT_NAMESPACE = "ChatKitLambda"
-DEFAULT_SERVICE = "chatkit-lambda"
-# The key of the pseudonymous user id when LOG_USER_ID_KEY is unset (local development): the
-# stack sets its own, so ids from different deployments cannot be matched.
-DEVELOPMENT_USER_ID_KEY = "chatkit-lambda-development"
 USER_ID_HEX_CHARS = 16
 # Codes of a throttled DynamoDB attempt (botocore retries it).
 DYNAMODB_THROTTLING = frozenset(
@@ -219,26 +215,41 @@ def write_metrics(metric_set: MetricSet) -> None:
 
     Powertools checks the document against the EMF schema; `service` is its own dimension.
     """
-    metrics = EphemeralMetrics(
-        namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
-        service=os.environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE,
-    )
+    settings = _configured()
+    metrics = EphemeralMetrics(namespace=settings.metrics_namespace, service=settings.service_name)
     for name, value in metric_set.values.items():
         metrics.add_metric(name=name, unit=METRICS[name].unit, value=value)
     for dimension, label in metric_set.dimensions.items():
         metrics.add_dimension(name=dimension, value=label)
     for extra in metric_set.dimension_sets[1:]:
         named = {key: label for key, label in metric_set.dimensions.items() if key in extra}
-        metrics.add_dimensions(service=metrics.service or DEFAULT_SERVICE, **named)
+        metrics.add_dimensions(service=settings.service_name, **named)
     metrics.flush_metrics()
 
 
 def pseudonym(user_id: str, key: str | None = None) -> str:
     """A stable pseudonymous id for `user_id`: HMAC-SHA256 keyed by LOG_USER_ID_KEY (the
     stack's id on AWS), so logs can count a user's requests without naming the user."""
-    secret = (key or os.environ.get("LOG_USER_ID_KEY") or DEVELOPMENT_USER_ID_KEY).encode()
+    secret = (key or _configured().log_user_id_key).encode()
     digest = hmac.new(secret, user_id.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
     return f"u_{digest[:USER_ID_HEX_CHARS]}"
+
+
+_settings: Settings | None = None  # set by `configure`; until then, the defaults
+
+
+def configure(settings: Settings) -> None:
+    """Use the settings' metrics namespace, service name and user id key from now on (the
+    composition root calls it)."""
+    global _settings
+    _settings = settings
+
+
+def _configured() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = Settings()
+    return _settings
 
 
 # -- the current request ------------------------------------------------------------------

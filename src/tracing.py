@@ -11,15 +11,16 @@ nothing of the tracer is imported and every function here returns at once.
 from __future__ import annotations
 
 import contextvars
-import os
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from settings import Settings
 
 REQUEST_SUBSEGMENT = "## chatkit request"
 MODEL_SUBSEGMENT = "## model call"
 # Subsegments a request may leave open above its own (each a model call that never ended).
 MAX_OPEN_SUBSEGMENTS = 20
-TRUTHY = ("1", "true", "on", "yes", "y")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,22 +33,20 @@ _recorder: Any = None  # aws_xray_sdk's recorder, once `start` turned tracing on
 _request: contextvars.ContextVar[Any] = contextvars.ContextVar("chatkit_trace", default=None)
 
 
-def enabled(env: Mapping[str, str] = os.environ) -> bool:
+def enabled(settings: Settings) -> bool:
     """Whether to trace: on Lambda (not SAM's local emulator), unless POWERTOOLS_TRACE_DISABLED
     says otherwise; the same rule as Powertools' Tracer, checked without importing it."""
-    if env.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in TRUTHY:
-        return False
-    return bool(env.get("LAMBDA_TASK_ROOT")) and not env.get("AWS_SAM_LOCAL")
+    return bool(settings.lambda_task_root) and not (settings.trace_disabled or settings.sam_local)
 
 
-def start(service: str | None = None) -> bool:
-    """Turn tracing on when `enabled()`: Powertools' Tracer with botocore patched. Idempotent;
-    returns whether tracing is on."""
+def start(settings: Settings) -> bool:
+    """Turn tracing on when `enabled(settings)`: Powertools' Tracer with botocore patched.
+    Idempotent; returns whether tracing is on."""
     global _recorder
-    if _recorder is None and enabled():
+    if _recorder is None and enabled(settings):
         from aws_lambda_powertools import Tracer
 
-        tracer = Tracer(service=service, patch_modules=["botocore"])
+        tracer = Tracer(service=settings.service_name, disabled=False, patch_modules=["botocore"])
         _recorder = tracer.provider
     return _recorder is not None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,77 @@ def test_every_variable_is_in_the_readme_configuration_table() -> None:
         if f"`{name}`" not in table
     ]
     assert missing == []
+
+
+# What src/ may read from the environment itself, outside settings.py: the Lambda runtime's
+# own variables, which describe the process and the invocation rather than configure the app.
+RUNTIME_READS: dict[str, set[str]] = {
+    "handlers/lambda_streaming.py": {
+        "AWS_LAMBDA_RUNTIME_API",  # where the runtime loop asks for invocations
+        "AWS_LAMBDA_INITIALIZATION_TYPE",  # whether init ends in a SnapStart snapshot
+        "_X_AMZN_TRACE_ID",  # written for each invocation, for the X-Ray SDK to read
+        # The whole mapping, to put on sys.path what the managed runtime's bootstrap would
+        # (LAMBDA_TASK_ROOT, LAMBDA_RUNTIME_DIR, PYTHONPATH), before the app is imported.
+        "os.environ",
+    },
+    # The context object's fields, from the variables the managed runtime builds it from.
+    "handlers/lambda_events.py": {
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+    },
+}
+
+
+def environment_reads(source: str) -> set[str]:
+    """The variables `source` reads from (or writes to) the environment, by their literal
+    names; `os.environ` where it uses the whole mapping or a name that is not a literal."""
+    tree = ast.parse(source)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    reads: set[str] = set()
+    for node in ast.walk(tree):
+        if not _is_environment(node):
+            continue
+        parent = parents.get(node)
+        call = parents.get(parent) if isinstance(parent, ast.Attribute) else parent
+        if isinstance(parent, ast.Subscript) and isinstance(parent.slice, ast.Constant):
+            reads.add(str(parent.slice.value))
+        elif isinstance(call, ast.Call) and call.args and isinstance(call.args[0], ast.Constant):
+            reads.add(str(call.args[0].value))  # os.environ.get("NAME"), os.getenv("NAME")
+        else:
+            reads.add("os.environ")
+    return reads
+
+
+def _is_environment(node: ast.AST) -> bool:
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return node.value.id == "os" and node.attr in ("environ", "environb", "getenv")
+    return isinstance(node, ast.Name) and node.id in ("environ", "getenv")
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ("os.environ.get('LOG_USER_ID_KEY')", {"LOG_USER_ID_KEY"}),
+        ("os.environ['MODEL_NAME']", {"MODEL_NAME"}),
+        ("os.getenv('POWERTOOLS_SERVICE_NAME', 'x')", {"POWERTOOLS_SERVICE_NAME"}),
+        ("from os import environ\nenviron.get(NAME)", {"os.environ"}),
+        ("def enabled(env=os.environ): ...", {"os.environ"}),
+        ("settings.model", set()),
+    ],
+)
+def test_the_scan_finds_every_way_of_reading_the_environment(source: str, found: set[str]) -> None:
+    assert environment_reads(source) == found
+
+
+def test_the_code_reads_its_configuration_through_settings_only() -> None:
+    src = Path(__file__).resolve().parents[1] / "src"
+    unexpected = {
+        name: sorted(reads - RUNTIME_READS.get(name, set()))
+        for path in sorted(src.rglob("*.py"))
+        if (name := path.relative_to(src).as_posix()) != "settings.py"
+        and (reads := environment_reads(path.read_text()))
+    }
+    assert {name: reads for name, reads in unexpected.items() if reads} == {}

@@ -319,21 +319,16 @@ def test_sync_builds_like_build_and_gives_the_parameters_the_rules_require() -> 
     assert overrides == samconfig_overrides("dev")
 
 
-def test_every_environment_variable_is_one_the_app_or_its_libraries_read() -> None:
+def test_every_environment_variable_is_a_setting_or_read_by_powertools_or_lambda() -> None:
     settings_variables = {
         name for field in Settings.model_fields for name in variables(Settings, field)
-    }
-    read_by_src = {
-        match
-        for path in SRC.rglob("*.py")
-        for match in re.findall(r"[\"']([A-Z][A-Z0-9_]{2,})[\"']", path.read_text())
     }
     read_by_powertools = {
         value
         for name, value in vars(powertools_constants).items()
         if name.endswith("_ENV") and isinstance(value, str)
     }
-    known = settings_variables | read_by_src | read_by_powertools | RUNTIME_VARIABLES
+    known = settings_variables | read_by_powertools | RUNTIME_VARIABLES
 
     assert set(environment()) - known == set()
 

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import tracing
+from settings import Settings
 from telemetry import ERROR_CLASSES, METRICS, RequestRecord
 from tests.test_template import (
     evaluate,
@@ -163,8 +164,9 @@ def test_alarms_are_on_by_default_and_notify_only_an_address_given() -> None:
 def test_tracing_is_off_unless_the_parameter_turns_it_on() -> None:
     lambda_env = {"LAMBDA_TASK_ROOT": "/var/task"}
     assert template()["Parameters"]["Tracing"]["Default"] == "PassThrough"
-    assert not tracing.enabled({**function_environment({}), **lambda_env})
-    assert tracing.enabled({**function_environment({"Tracing": "Active"}), **lambda_env})
+    off = Settings.from_env({**function_environment({}), **lambda_env})
+    on = Settings.from_env({**function_environment({"Tracing": "Active"}), **lambda_env})
+    assert not tracing.enabled(off) and tracing.enabled(on)
     assert function()["Tracing"] == {"Ref": "Tracing"}
 
 
@@ -186,6 +188,8 @@ def test_logs_name_users_by_a_key_of_this_stack() -> None:
     assert environment_value("LOG_USER_ID_KEY") == {"Ref": "AWS::StackId"}
     assert environment_value("POWERTOOLS_SERVICE_NAME") == {"Ref": "AWS::StackName"}
     assert env["POWERTOOLS_TRACE_DISABLED"] == "true"
+    settings = Settings.from_env(env)
+    assert settings.log_user_id_key == env["LOG_USER_ID_KEY"] and settings.trace_disabled
 
 
 def environment_value(name: str) -> Any:

@@ -70,8 +70,9 @@ def build_app(settings: Settings | None = None, *, api_docs: bool = False) -> Fa
     """
     settings = settings or Settings.from_env()
     logs.configure(settings)
+    telemetry.configure(settings)
     telemetry.watch_dynamodb()  # before the first DynamoDB client exists
-    traced = tracing.start()  # before the first AWS client too: botocore is patched
+    traced = tracing.start(settings)  # before the first AWS client too: botocore is patched
     authenticate = bearer_authenticator(build_verifier(settings), settings.claims)
     app = create_app(
         build_server(settings),

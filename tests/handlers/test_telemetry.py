@@ -37,15 +37,20 @@ TOKEN = mint_token(SECRET, RAW_USER)
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 SECRET_TEXT = "zebra-quartz-marmalade"  # message text that must not reach logs or metrics
 NAMESPACE, SERVICE = "ChatKitLambda", "chatkit-test-stack"
+USER_ID_KEY = "arn:aws:cloudformation:us-east-1:123:stack/x/uuid"
+# The settings every app here runs with: what its records and metrics are named and keyed by.
+OBSERVED: dict[str, Any] = {
+    "auth_dev_secret": SECRET,
+    "metrics_namespace": NAMESPACE,
+    "service_name": SERVICE,
+    "log_user_id_key": USER_ID_KEY,
+}
 
 
 @pytest.fixture(autouse=True)
 def metrics_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", SERVICE)
-    monkeypatch.setenv("LOG_USER_ID_KEY", "arn:aws:cloudformation:us-east-1:123:stack/x/uuid")
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)
 
 
@@ -61,7 +66,7 @@ def record_class(aws: None, monkeypatch: pytest.MonkeyPatch) -> type[TableRecord
 
 @pytest.fixture
 def settings() -> Settings:
-    return app_settings(auth_dev_secret=SECRET)
+    return app_settings(**OBSERVED)
 
 
 @pytest.fixture
@@ -251,7 +256,7 @@ async def test_each_request_type_is_logged_and_measured_once(
     assert "DynamoDBRetries" in metrics and "DynamoDBThrottles" in metrics
     record = the_request(output)
     assert record["request_id"] == "req-42" and record["request_type"] == request_type
-    assert record["user"] == pseudonym(RAW_USER) and record["status"] == 200
+    assert record["user"] == pseudonym(RAW_USER, USER_ID_KEY) and record["status"] == 200
     assert record["outcome"] == "ok" and record["duration_ms"] > 0
     assert ("first_event_ms" in record) == (request_type in STREAMING)
     if request_type in STREAMING:
@@ -330,7 +335,7 @@ async def test_auth_errors(client: httpx.AsyncClient, output: Output) -> None:
     assert forged not in json.dumps(output.formatted())
 
 
-@pytest.mark.parametrize("settings", [app_settings(auth_dev_secret=SECRET, daily_turn_limit=1)])
+@pytest.mark.parametrize("settings", [app_settings(**OBSERVED, daily_turn_limit=1)])
 async def test_quota_refusals(client: httpx.AsyncClient, output: Output) -> None:
     await send(client, create_thread("first"))
     output.clear()
@@ -344,7 +349,7 @@ async def test_quota_refusals(client: httpx.AsyncClient, output: Output) -> None
 async def test_model_errors(
     record_class: type[TableRecord], s3: Any, fake_openai: FakeOpenAI, output: Output
 ) -> None:
-    settings = fake_model_settings(fake_openai.base_url, auth_dev_secret=SECRET)
+    settings = fake_model_settings(fake_openai.base_url, **OBSERVED)
     fake_openai.replies = [Reply(status=500)]
     async with app_client(settings) as client:
         events = sse(await send(client, create_thread(SECRET_TEXT)))
@@ -376,7 +381,7 @@ async def test_store_errors_and_dynamodb_retries(
 
 @pytest.mark.parametrize(
     "settings",
-    [app_settings(auth_dev_secret=SECRET, max_turn_seconds=1, offline_word_delay_ms=200)],
+    [app_settings(**OBSERVED, max_turn_seconds=1, offline_word_delay_ms=200)],
 )
 async def test_deadline_errors(client: httpx.AsyncClient, output: Output) -> None:
     events = sse(await send(client, create_thread(" ".join(["word"] * 30) + SECRET_TEXT)))
@@ -410,7 +415,7 @@ async def test_the_first_request_after_init_reports_the_cold_start(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(telemetry, "_environment", telemetry._Environment())
-    async with app_client(app_settings(auth_dev_secret=SECRET)) as client:
+    async with app_client(app_settings(**OBSERVED)) as client:
         await send(client, {"type": "threads.list", "params": {}})
         first, first_record = metrics_of(output), the_request(output)
         await send(client, {"type": "threads.list", "params": {}})

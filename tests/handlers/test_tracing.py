@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import tracing
+from settings import Settings
 from tests.support import traced_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,8 +112,11 @@ def test_tracing_off_imports_nothing_of_the_tracer() -> None:
 
 
 def test_tracing_follows_powertools_rule() -> None:
+    def traced(environ: dict[str, str]) -> bool:
+        return tracing.enabled(Settings.from_env(environ))
+
     lambda_env = {"LAMBDA_TASK_ROOT": "/var/task"}
-    assert tracing.enabled(lambda_env)
-    assert not tracing.enabled({**lambda_env, "POWERTOOLS_TRACE_DISABLED": "true"})
-    assert not tracing.enabled({**lambda_env, "AWS_SAM_LOCAL": "true"})
-    assert not tracing.enabled({})  # outside Lambda: no daemon to send to
+    assert traced(lambda_env)
+    assert not traced({**lambda_env, "POWERTOOLS_TRACE_DISABLED": "true"})
+    assert not traced({**lambda_env, "AWS_SAM_LOCAL": "true"})
+    assert not traced({})  # outside Lambda: no daemon to send to

@@ -121,6 +121,8 @@ def main() -> None:
             region="us-east-1",
             offline_word_delay_ms=0,
             auth_secret_parameter=SECRET_PARAMETER,
+            lambda_task_root=os.environ["LAMBDA_TASK_ROOT"],
+            trace_disabled=os.environ["POWERTOOLS_TRACE_DISABLED"],
         )
         app = build_app(settings)
         emitter = CapturingEmitter()
