@@ -24,6 +24,9 @@ from pydantic_settings import (
 )
 
 Provider = Literal["openai", "openai-compatible", "offline", "bedrock"]
+# The reasoning settings of OpenAI's reasoning models (openai.types.shared.Reasoning).
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+ReasoningSummary = Literal["auto", "concise", "detailed"]
 AuthMode = Literal["hs256", "oidc"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 PROVIDERS: tuple[Provider, ...] = ("openai", "openai-compatible", "offline", "bedrock")
@@ -130,6 +133,13 @@ class Settings(BaseSettings):
         default=30, ge=0, validation_alias=env("OFFLINE_WORD_DELAY_MS")
     )
     model_max_retries: int = Field(default=2, ge=0, validation_alias=env("MODEL_MAX_RETRIES"))
+    # Reasoning models only (openai, openai-compatible): unset, no reasoning setting is sent
+    reasoning_effort: ReasoningEffort | None = Field(
+        default=None, validation_alias=env("MODEL_REASONING_EFFORT")
+    )
+    reasoning_summary: ReasoningSummary | None = Field(
+        default=None, validation_alias=env("MODEL_REASONING_SUMMARY")
+    )
     # A model or inference profile id, in `region`; required with the bedrock provider
     bedrock_model_id: str | None = Field(default=None, validation_alias=env("BEDROCK_MODEL_ID"))
     # Turn bounds: a Lambda keeps running after its client disconnects.

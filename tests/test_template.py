@@ -26,7 +26,7 @@ from chatkit.types import ChatKitReq
 from pydantic import TypeAdapter
 
 from devtools.local import CORS_EXPOSED_HEADERS, CORS_METHODS
-from settings import PROVIDERS, AuthMode, Settings, variables
+from settings import PROVIDERS, AuthMode, ReasoningEffort, ReasoningSummary, Settings, variables
 from store import table_schema
 from store.payloads import payload_key
 from store.uploads import PENDING_TAG, UPLOAD_PREFIX, UploadBucket
@@ -363,6 +363,14 @@ def test_parameter_choices_are_the_settings_choices() -> None:
 
     assert set(parameters["AuthMode"]["AllowedValues"]) == set(get_args(AuthMode))
     assert set(parameters["ModelProvider"]["AllowedValues"]) == set(PROVIDERS)
+    assert set(parameters["ModelReasoningEffort"]["AllowedValues"]) == {
+        "",
+        *get_args(ReasoningEffort),
+    }
+    assert set(parameters["ModelReasoningSummary"]["AllowedValues"]) == {
+        "",
+        *get_args(ReasoningSummary),
+    }
 
 
 def test_empty_secret_parameters_set_no_variable() -> None:

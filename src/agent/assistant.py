@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from agents import Agent, Handoff, Model, RunContextWrapper, handoff
+from agents import Agent, Handoff, Model, ModelSettings, RunContextWrapper, handoff
 from chatkit.types import ThreadMetadata
 
 from agent.context import AssistantContext
@@ -37,14 +37,21 @@ with the user's message below. Answer with the title only: no quotes, no final p
 
 
 class Team:
-    """Triage and its specialists, all answering with one model."""
+    """Triage and its specialists, all answering with one model and its settings."""
 
-    def __init__(self, model: Model, specialists: Sequence[Specialist] = SPECIALISTS) -> None:
+    def __init__(
+        self,
+        model: Model,
+        specialists: Sequence[Specialist] = SPECIALISTS,
+        model_settings: ModelSettings | None = None,
+    ) -> None:
         routes = "\n".join(f"- transfer_to_{s.key}: {s.description}" for s in specialists)
+        settings = model_settings or ModelSettings()
         self.triage = Agent[AssistantContext](
             name="Triage",
             instructions=_knowing_the_user(TRIAGE_INSTRUCTIONS.format(routes=routes)),
             model=model,
+            model_settings=settings,
         )
         back = handoff(
             self.triage,
@@ -55,7 +62,7 @@ class Team:
             ),
             on_handoff=_back_to_triage,
         )
-        self.specialists = {s.key: _specialist_agent(s, model, back) for s in specialists}
+        self.specialists = {s.key: _specialist_agent(s, model, settings, back) for s in specialists}
         self.triage.handoffs = [_handoff_to(s, self.specialists[s.key]) for s in specialists]
 
     def starting_agent(self, thread: ThreadMetadata) -> Agent[AssistantContext]:
@@ -70,7 +77,10 @@ def build_titler(model: Model) -> Agent[None]:
 
 
 def _specialist_agent(
-    specialist: Specialist, model: Model, back: Handoff[AssistantContext, Agent[AssistantContext]]
+    specialist: Specialist,
+    model: Model,
+    settings: ModelSettings,
+    back: Handoff[AssistantContext, Agent[AssistantContext]],
 ) -> Agent[AssistantContext]:
     common = COMMON_INSTRUCTIONS.format(name=specialist.name)
     return Agent[AssistantContext](
@@ -80,6 +90,7 @@ def _specialist_agent(
         tools=list(specialist.tools),
         handoffs=[back],
         model=model,
+        model_settings=settings,
     )
 
 

@@ -33,7 +33,7 @@ from openai.types.responses import Response
 from urllib3.exceptions import ProtocolError
 
 from agent.failures import EmptyAnswerError, IncompleteAnswerError
-from agent.streamed_model import ModelRequest, StreamedModel
+from agent.streamed_model import ModelRequest, StreamedModel, with_finished_thoughts
 
 # Converse's stop reasons, as Chat Completions finish reasons.
 FINISH_REASONS = {
@@ -111,7 +111,8 @@ class BedrockModel(StreamedModel):
         )
         chunks = _Chunks(self._bedrock(), converse, self.model)
         try:
-            async for event in ChatCmplStreamHandler.handle_stream(response, chunks):  # type: ignore[arg-type]
+            events = ChatCmplStreamHandler.handle_stream(response, chunks)  # type: ignore[arg-type]
+            async for event in with_finished_thoughts(events):
                 yield event
         finally:
             await chunks.aclose()

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from agents import Model, OpenAIChatCompletionsModel, OpenAIResponsesModel
+from agents import Model, ModelSettings, OpenAIChatCompletionsModel, OpenAIResponsesModel
 from chatkit.types import AudioInput
 from openai import AsyncOpenAI
+from openai.types.shared import Reasoning
 
 from agent.failures import EmptyAnswerError, IncompleteAnswerError
 from agent.offline_model import OfflineModel
+from agent.streamed_model import with_finished_thoughts
 from settings import Settings, SettingsError
 
 Transcriber = Callable[[AudioInput], Awaitable[str]]
@@ -19,13 +21,15 @@ Transcriber = Callable[[AudioInput], Awaitable[str]]
 
 @dataclass(frozen=True)
 class Models:
-    """What answers: the chat model, the title model (None: truncate the first message),
-    and the transcriber for dictation (None: the provider has none)."""
+    """What answers: the chat model and its settings (a reasoning model's effort and
+    summaries), the title model (None: truncate the first message), and the transcriber for
+    dictation (None: the provider has none)."""
 
     provider: str
     chat: Model
     title: Model | None
     transcribe: Transcriber | None
+    chat_settings: ModelSettings = field(default_factory=ModelSettings)
 
 
 ApiKey = str | Callable[[], Awaitable[str]]
@@ -58,7 +62,17 @@ def build_models(settings: Settings, api_key: ApiKey | None = None) -> Models:
         chat = FinishedChatCompletionsModel(settings.model, openai_client=client)
         title = FinishedChatCompletionsModel(title_name, openai_client=client)
     transcribe = _transcriber(client, settings.transcription_model)
-    return Models(settings.provider, chat, title, transcribe)
+    return Models(settings.provider, chat, title, transcribe, _chat_settings(settings))
+
+
+def _chat_settings(settings: Settings) -> ModelSettings:
+    """A reasoning model's effort and summaries, when configured: a model that does not
+    reason refuses the setting (400), so none is sent by default. Chat Completions sends
+    the effort only; its provider's reasoning text, if it streams any, is shown all the same."""
+    if settings.reasoning_effort is None and settings.reasoning_summary is None:
+        return ModelSettings()
+    reasoning = Reasoning(effort=settings.reasoning_effort, summary=settings.reasoning_summary)
+    return ModelSettings(reasoning=reasoning)
 
 
 def _bedrock_models(settings: Settings) -> Models:
@@ -92,7 +106,11 @@ def _transcriber(client: AsyncOpenAI, model: str | None) -> Transcriber | None:
 class FinishedChatCompletionsModel(OpenAIChatCompletionsModel):
     """Chat Completions whose streamed answers must end properly: a stream that stops
     without a finish reason was cut (IncompleteAnswerError), one with no chunk at all said
-    nothing (EmptyAnswerError). The Agents SDK checks this for api.openai.com only."""
+    nothing (EmptyAnswerError). The Agents SDK checks this for api.openai.com only.
+    Reasoning the provider streams (`reasoning_content`) is shown as the model's thoughts."""
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        return with_finished_thoughts(super().stream_response(*args, **kwargs))
 
     async def _fetch_response(self, *args: Any, **kwargs: Any) -> Any:
         result = await super()._fetch_response(*args, **kwargs)

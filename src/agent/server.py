@@ -110,7 +110,7 @@ class AssistantServer(ChatKitServer[RequestContext]):
         self.models = models
         self.limits = limits
         self.attachment_reader = attachment_reader
-        self.team = Team(models.chat)
+        self.team = Team(models.chat, model_settings=models.chat_settings)
         self.titler = build_titler(models.title) if models.title is not None else None
 
     async def process(

@@ -16,7 +16,11 @@ from agents.items import TResponseInputItem, TResponseStreamEvent
 from agents.model_settings import ModelSettings
 from agents.models.interface import Model, ModelTracing
 from agents.tool import Tool
-from openai.types.responses import Response, ResponsePromptParam
+from openai.types.responses import (
+    Response,
+    ResponsePromptParam,
+    ResponseReasoningSummaryTextDoneEvent,
+)
 
 from agent.failures import IncompleteAnswerError
 
@@ -85,3 +89,27 @@ def model_request(
     """The SDK's arguments to `get_response` and `stream_response` (the same for both), as
     the request our models read."""
     return ModelRequest(system_instructions, input, model_settings, tools, handoffs)
+
+
+async def with_finished_thoughts(
+    events: AsyncIterator[TResponseStreamEvent],
+) -> AsyncIterator[TResponseStreamEvent]:
+    """`events`, each reasoning summary part ended with the `reasoning_summary_text.done` the
+    Responses API sends and the SDK's Chat Completions converter does not: chatkit shows the
+    thought on it when the turn's workflow already had a task (a handoff) as it streamed."""
+    try:
+        async for event in events:
+            if event.type == "response.reasoning_summary_part.done":
+                yield ResponseReasoningSummaryTextDoneEvent(
+                    type="response.reasoning_summary_text.done",
+                    item_id=event.item_id,
+                    output_index=event.output_index,
+                    summary_index=event.summary_index,
+                    text=event.part.text,
+                    sequence_number=event.sequence_number,
+                )
+            yield event
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()

@@ -1,4 +1,5 @@
-"""A fake OpenAI-compatible Chat Completions server on 127.0.0.1, scripted per request.
+"""A fake OpenAI server on 127.0.0.1, scripted per request: Chat Completions (the
+openai-compatible provider) and the Responses API (the openai provider).
 
 Each `Reply` is one answer, and can fail the way providers and networks fail: an HTTP error
 (`status`), a connection cut mid-stream (`cut_after`), a stream that ends cleanly but without
@@ -30,6 +31,8 @@ class Reply:
     truncated: bool = False  # the chunks, then [DONE], but never a finish reason
     empty: bool = False  # [DONE] only
     pause_after: int | None = None  # send this many chunks, then nothing until released
+    # Reasoning streamed before the answer: a summary (Responses) or reasoning_content deltas
+    reasoning: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -44,7 +47,8 @@ class FakeOpenAI:
     paused: threading.Event = field(default_factory=threading.Event)  # a reply is paused
 
     def next_reply(self, request: dict[str, Any]) -> Reply:
-        if "Write a short title" in json.dumps(request.get("messages", [])[:1]):
+        instructions = [request.get("instructions"), request.get("messages", [])[:1]]
+        if "Write a short title" in json.dumps(instructions):
             return Reply(chunks=[self.titles.pop(0) if self.titles else "A title"])
         return self.replies.pop(0) if self.replies else Reply(chunks=["Default ", "answer."])
 
@@ -72,8 +76,10 @@ def _tool_call_chunk(name: str, arguments: str) -> bytes:
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
-def _chunk(content: str | None, finish: str | None = None) -> bytes:
+def _chunk(content: str | None, finish: str | None = None, reasoning: str | None = None) -> bytes:
     delta = {"role": "assistant", "content": content} if content is not None else {}
+    if reasoning is not None:
+        delta = {"role": "assistant", "reasoning_content": reasoning}
     payload = {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
@@ -87,7 +93,8 @@ def _chunk(content: str | None, finish: str | None = None) -> bytes:
 def _stream_events(reply: Reply) -> list[bytes]:
     if reply.empty:
         return [b"data: [DONE]\n\n"]
-    events = [_chunk(text) for text in reply.chunks]
+    events = [_chunk(None, reasoning=text) for text in reply.reasoning]
+    events += [_chunk(text) for text in reply.chunks]
     finish = "stop"
     if reply.tool_call is not None:
         events.append(_tool_call_chunk(*reply.tool_call))
@@ -97,6 +104,105 @@ def _stream_events(reply: Reply) -> list[bytes]:
     if reply.truncated:
         return [*events, b"data: [DONE]\n\n"]
     return [*events, _chunk(None, finish), b"data: [DONE]\n\n"]
+
+
+def _responses_events(reply: Reply) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """The Responses API's stream for `reply`: its reasoning summary, its message, its tool
+    call, each an output item; and the finished output the last event carries."""
+    events: list[dict[str, Any]] = [{"type": "response.created", "response": _response([])}]
+    output: list[dict[str, Any]] = []
+
+    def item(added: dict[str, Any], steps: list[dict[str, Any]], done: dict[str, Any]) -> None:
+        where = {"output_index": len(output)}
+        events.append({"type": "response.output_item.added", "item": added, **where})
+        events.extend({**where, "item_id": added["id"], **step} for step in steps)
+        events.append({"type": "response.output_item.done", "item": done, **where})
+        output.append(done)
+
+    if reply.reasoning:
+        thought = "".join(reply.reasoning)
+        part = {"summary_index": 0}
+        reasoning = {"id": _id("rs"), "type": "reasoning"}
+        item(
+            {**reasoning, "summary": []},
+            [
+                {"type": "response.reasoning_summary_part.added", **part, "part": _summary("")},
+                *(
+                    {"type": "response.reasoning_summary_text.delta", **part, "delta": delta}
+                    for delta in reply.reasoning
+                ),
+                {"type": "response.reasoning_summary_text.done", **part, "text": thought},
+                {"type": "response.reasoning_summary_part.done", **part, "part": _summary(thought)},
+            ],
+            {**reasoning, "summary": [_summary(thought)]},
+        )
+    if reply.chunks:
+        text = "".join(reply.chunks)
+        message = {"id": _id("msg"), "type": "message", "role": "assistant"}
+        part = {"content_index": 0}
+        item(
+            {**message, "status": "in_progress", "content": []},
+            [
+                {"type": "response.content_part.added", **part, "part": _output_text("")},
+                *(
+                    {"type": "response.output_text.delta", **part, "delta": d, "logprobs": []}
+                    for d in reply.chunks
+                ),
+                {"type": "response.output_text.done", **part, "text": text, "logprobs": []},
+                {"type": "response.content_part.done", **part, "part": _output_text(text)},
+            ],
+            {**message, "status": "completed", "content": [_output_text(text)]},
+        )
+    if reply.tool_call is not None:
+        name, arguments = reply.tool_call
+        call = {"id": _id("fc"), "type": "function_call", "call_id": _id("call"), "name": name}
+        item(
+            {**call, "arguments": "", "status": "in_progress"},
+            [
+                {"type": "response.function_call_arguments.delta", "delta": arguments},
+                {"type": "response.function_call_arguments.done", "arguments": arguments},
+            ],
+            {**call, "arguments": arguments, "status": "completed"},
+        )
+    events.append({"type": "response.completed", "response": _response(output, "completed")})
+    return output, [
+        b"data: " + json.dumps({**event, "sequence_number": number}).encode() + b"\n\n"
+        for number, event in enumerate(events)
+    ]
+
+
+def _response(output: list[dict[str, Any]], status: str = "in_progress") -> dict[str, Any]:
+    usage = {
+        "input_tokens": 1,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 1,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 2,
+    }
+    return {
+        "id": "resp_fake",
+        "object": "response",
+        "created_at": 0,
+        "model": "fake-model",
+        "status": status,
+        "output": output,
+        "parallel_tool_calls": False,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": usage if status == "completed" else None,
+    }
+
+
+def _summary(text: str) -> dict[str, Any]:
+    return {"type": "summary_text", "text": text}
+
+
+def _output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": []}
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
 def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
@@ -122,7 +228,12 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     reply.status, {"error": {"message": "scripted failure", "type": "x"}}
                 )
                 return
-            if not request.get("stream"):
+            if self.path.endswith("/responses"):
+                output, events = _responses_events(reply)
+                if not request.get("stream"):
+                    self._send_json(200, _response(output, "completed"))
+                    return
+            elif not request.get("stream"):
                 message = {"role": "assistant", "content": "".join(reply.chunks)}
                 choice = {"index": 0, "message": message, "finish_reason": "stop"}
                 self._send_json(
@@ -136,7 +247,8 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     },
                 )
                 return
-            events = _stream_events(reply)
+            else:
+                events = _stream_events(reply)
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             # A promised length that is never reached makes a cut stream an error, not an end.
