@@ -72,29 +72,18 @@ async def add_task(ctx: RunContextWrapper[AssistantContext], title: str) -> str:
     Args:
         title: What the task is, in a few words (1-200 characters).
     """
-    agent = ctx.context
-    async with tool_step(agent, f"Adding “{_short(title)}”…", "plus") as step:
-        if not may_change_tasks(agent.request_context.identity):
-            return _refused(agent, step)
-        context = agent.request_context
+
+    async def add(agent: AssistantContext, step: Step) -> str:
         try:
             task, repeated = await _once(
-                agent.once_key("add_task", title),
-                lambda: agent.tasks.add(title, context),
-                lambda key: agent.tasks.add_once(title, key, context),
+                agent, "add_task", title, agent.tasks.add, agent.tasks.add_once
             )
         except ValueError as error:
             step.refused(f"Task not added: {error}")
             return f"Task not added: {error}."
-        if repeated:
-            step.done(f"Task #{task.number} “{task.title}” was already added")
-            return (
-                f"Task #{task.number}: {task.title} was already added by an earlier attempt at "
-                "this message; it was not added again."
-            )
-        agent.effects.append(f"added task #{task.number} “{task.title}”")
-        step.done(f"Added task #{task.number} “{task.title}”")
-        return f"Added task #{task.number}: {task.title}"
+        return _changed(agent, step, task, "added", repeated=repeated)
+
+    return await _change(ctx.context, f"Adding “{_short(title)}”…", "plus", add)
 
 
 @function_tool
@@ -118,20 +107,15 @@ async def complete_task(ctx: RunContextWrapper[AssistantContext], number: int) -
     Args:
         number: The task's number (shown as "#n" in the list).
     """
-    agent = ctx.context
-    async with tool_step(agent, f"Completing task #{number}…", "check") as step:
-        if not may_change_tasks(agent.request_context.identity):
-            return _refused(agent, step)
-        try:
-            task = await agent.tasks.complete(number, agent.request_context)
-        except NotFoundError:
-            step.refused(f"Task #{number} does not exist")
-            return f"Task {number} does not exist"
+
+    async def complete(agent: AssistantContext, step: Step) -> str:
+        task = await agent.tasks.complete(number, agent.request_context)
         # Completing is idempotent: a retry finds it done and says the same.
-        agent.effects.append(f"completed task #{task.number} “{task.title}”")
-        step.done(f"Completed task #{task.number} “{task.title}”")
         when = local_time(task.completed_at or task.created_at, agent.request_context.identity)
-        return f"Completed task #{task.number}: {task.title} (done {when})"
+        return f"{_changed(agent, step, task, 'completed')} (done {when})"
+
+    label = f"Completing task #{number}…"
+    return await _change(ctx.context, label, "check", complete, number=number)
 
 
 @function_tool
@@ -141,41 +125,68 @@ async def delete_task(ctx: RunContextWrapper[AssistantContext], number: int) -> 
     Args:
         number: The task's number (shown as "#n" in the list).
     """
-    agent = ctx.context
-    async with tool_step(agent, f"Deleting task #{number}…", "dot") as step:
+
+    async def delete(agent: AssistantContext, step: Step) -> str:
+        task, repeated = await _once(
+            agent, "delete_task", number, agent.tasks.delete, agent.tasks.delete_once
+        )
+        return _changed(agent, step, task, "deleted", repeated=repeated)
+
+    label = f"Deleting task #{number}…"
+    return await _change(ctx.context, label, "dot", delete, number=number)
+
+
+async def _change(
+    agent: AssistantContext,
+    label: str,
+    icon: str,
+    change: Callable[[AssistantContext, Step], Awaitable[str]],
+    *,
+    number: int | None = None,
+) -> str:
+    """Run a `change` of the task list as a progress step, unless the user's role does not
+    allow it; returns the tool's result, which says so when task `number` does not exist."""
+    async with tool_step(agent, label, icon) as step:
         if not may_change_tasks(agent.request_context.identity):
             return _refused(agent, step)
-        context = agent.request_context
         try:
-            task, repeated = await _once(
-                agent.once_key("delete_task", str(number)),
-                lambda: agent.tasks.delete(number, context),
-                lambda key: agent.tasks.delete_once(number, key, context),
-            )
+            return await change(agent, step)
         except NotFoundError:
+            if number is None:
+                raise
             step.refused(f"Task #{number} does not exist")
             return f"Task {number} does not exist"
-        if repeated:
-            step.done(f"Task #{task.number} “{task.title}” was already deleted")
-            return (
-                f"Task #{task.number}: {task.title} was already deleted by an earlier attempt at "
-                "this message."
-            )
-        agent.effects.append(f"deleted task #{task.number} “{task.title}”")
-        step.done(f"Deleted task #{task.number} “{task.title}”")
-        return f"Deleted task #{task.number}: {task.title}"
 
 
-async def _once(
-    key: str | None,
-    plain: Callable[[], Awaitable[TaskRecord]],
-    once: Callable[[str], Awaitable[tuple[TaskRecord, bool]]],
+async def _once[T](
+    agent: AssistantContext,
+    tool: str,
+    argument: T,
+    plain: Callable[[T, RequestContext], Awaitable[TaskRecord]],
+    once: Callable[[T, str, RequestContext], Awaitable[tuple[TaskRecord, bool]]],
 ) -> tuple[TaskRecord, bool]:
     """Run a change once per user message: with the message's key, a retry of the same message
     finds the first attempt's result (`True`: already done); without a key, plainly."""
+    key = agent.once_key(tool, str(argument))
     if key is None:
-        return await plain(), False
-    return await once(key)
+        return await plain(argument, agent.request_context), False
+    return await once(argument, key, agent.request_context)
+
+
+def _changed(
+    agent: AssistantContext, step: Step, task: TaskRecord, done: str, *, repeated: bool = False
+) -> str:
+    """Record that `task` was `done` (added, completed, deleted) in the step and the turn's
+    effects; returns the tool's result. `repeated`: an earlier attempt at this message did it."""
+    if repeated:
+        step.done(f"Task #{task.number} “{task.title}” was already {done}")
+        return (
+            f"Task #{task.number}: {task.title} was already {done} by an earlier attempt at "
+            f"this message; it was not {done} again."
+        )
+    agent.effects.append(f"{done} task #{task.number} “{task.title}”")
+    step.done(f"{done.capitalize()} task #{task.number} “{task.title}”")
+    return f"{done.capitalize()} task #{task.number}: {task.title}"
 
 
 TASK_TOOLS = [add_task, list_tasks, complete_task, delete_task]
