@@ -9,7 +9,7 @@ overrides). Nothing is read at import. The README's configuration table lists ev
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -283,13 +283,9 @@ class Settings(BaseSettings):
 
     @property
     def limits(self) -> RequestLimits:
+        """The request limits: each is the setting of the same name."""
         return RequestLimits(
-            max_message_chars=self.max_message_chars,
-            max_title_chars=self.max_title_chars,
-            max_attachments_per_message=self.max_attachments_per_message,
-            max_attachment_bytes_per_turn=self.max_attachment_bytes_per_turn,
-            max_feedback_items=self.max_feedback_items,
-            max_audio_bytes=self.max_audio_bytes,
+            **{limit.name: getattr(self, limit.name) for limit in fields(RequestLimits)}
         )
 
     @property

@@ -43,41 +43,53 @@ DYNAMODB_THROTTLING = frozenset(
 )
 
 
+Unit = Literal["Count", "Milliseconds"]
+DimensionSets = tuple[tuple[str, ...], ...]
+
+
 @dataclass(frozen=True)
 class Metric:
     """A metric the code emits: its unit and the dimension sets each data point carries."""
 
     name: str
-    unit: Literal["Count", "Milliseconds"]
-    dimensions: tuple[tuple[str, ...], ...]
+    unit: Unit
+    dimensions: DimensionSets
     description: str
 
 
-SERVICE_ONLY: tuple[tuple[str, ...], ...] = (("service",),)
-BY_TYPE: tuple[tuple[str, ...], ...] = (("service", "RequestType"), ("service",))
-BY_CLASS: tuple[tuple[str, ...], ...] = (("service", "ErrorClass"),)
+def _metrics(unit: Unit, dimensions: DimensionSets, **descriptions: str) -> dict[str, Metric]:
+    """Metrics of one unit and one group of dimension sets, by name."""
+    return {name: Metric(name, unit, dimensions, text) for name, text in descriptions.items()}
+
+
+SERVICE_ONLY: DimensionSets = (("service",),)
+BY_TYPE: DimensionSets = (("service", "RequestType"), ("service",))
+BY_CLASS: DimensionSets = (("service", "ErrorClass"),)
 
 METRICS: dict[str, Metric] = {
-    metric.name: metric
-    for metric in (
-        Metric("Requests", "Count", BY_TYPE, "requests that reached the ChatKit endpoint"),
-        Metric("RequestLatency", "Milliseconds", BY_TYPE, "request start to its last byte"),
-        Metric(
-            "TimeToFirstEvent", "Milliseconds", BY_TYPE, "request start to a stream's first event"
-        ),
-        Metric("Errors", "Count", BY_CLASS, "failed requests, by error class"),
-        Metric("Turns", "Count", SERVICE_ONLY, "requests that ran the agent"),
-        Metric("ModelCalls", "Count", SERVICE_ONLY, "model calls made by the agent"),
-        Metric("InputTokens", "Count", SERVICE_ONLY, "model input tokens (Agents SDK usage)"),
-        Metric("OutputTokens", "Count", SERVICE_ONLY, "model output tokens (Agents SDK usage)"),
-        Metric("ToolCalls", "Count", SERVICE_ONLY, "tool calls the agent made"),
-        Metric("Handoffs", "Count", SERVICE_ONLY, "handoffs between agents"),
-        Metric("HistoryItems", "Count", SERVICE_ONLY, "thread items read as the model's history"),
-        Metric("DynamoDBRetries", "Count", SERVICE_ONLY, "DynamoDB attempts botocore retried"),
-        Metric("DynamoDBThrottles", "Count", SERVICE_ONLY, "DynamoDB attempts throttled"),
-        Metric("ColdStart", "Count", SERVICE_ONLY, "first request of an execution environment"),
-        Metric("InitDuration", "Milliseconds", SERVICE_ONLY, "process start to app ready"),
-    )
+    **_metrics("Count", BY_TYPE, Requests="requests that reached the ChatKit endpoint"),
+    **_metrics(
+        "Milliseconds",
+        BY_TYPE,
+        RequestLatency="request start to its last byte",
+        TimeToFirstEvent="request start to a stream's first event",
+    ),
+    **_metrics("Count", BY_CLASS, Errors="failed requests, by error class"),
+    **_metrics(
+        "Count",
+        SERVICE_ONLY,
+        Turns="requests that ran the agent",
+        ModelCalls="model calls made by the agent",
+        InputTokens="model input tokens (Agents SDK usage)",
+        OutputTokens="model output tokens (Agents SDK usage)",
+        ToolCalls="tool calls the agent made",
+        Handoffs="handoffs between agents",
+        HistoryItems="thread items read as the model's history",
+        DynamoDBRetries="DynamoDB attempts botocore retried",
+        DynamoDBThrottles="DynamoDB attempts throttled",
+        ColdStart="first request of an execution environment",
+    ),
+    **_metrics("Milliseconds", SERVICE_ONLY, InitDuration="process start to app ready"),
 }
 # The request types a dimension may name: the ChatKit protocol's, plus these two.
 UNKNOWN_TYPE, INVALID_TYPE = "unknown", "invalid"
@@ -203,7 +215,7 @@ class MetricSet:
     """Metrics sharing one dimension set group: one EMF document."""
 
     dimensions: dict[str, str]
-    dimension_sets: tuple[tuple[str, ...], ...]
+    dimension_sets: DimensionSets
     values: dict[str, float] = field(default_factory=dict)
 
     def add(self, name: str, value: float) -> None:

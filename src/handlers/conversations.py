@@ -10,12 +10,13 @@ user's conversation is never found (404). Lists are paged with opaque cursors
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from chatkit.server import ChatKitServer
 from chatkit.store import NotFoundError
 from chatkit.types import Page, ThreadItem
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -98,20 +99,32 @@ class ConversationWithItems(Conversation):
     items: ItemPage
 
 
+@dataclass(frozen=True)
+class PageAsked:
+    """The page of a list the caller asks for: at most `limit` entries, after `cursor`."""
+
+    limit: int
+    cursor: str | None  # decoded
+
+
+def page_asked(limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> PageAsked:
+    """The `limit` and `cursor` query parameters of a paged list."""
+    return PageAsked(limit, cursor)
+
+
+Paging = Annotated[PageAsked, Depends(page_asked)]
+
+
 class Rename(BaseModel):
     title: str = Field(min_length=1, description="The new title (not blank).")
 
 
 @router.get("", responses=ERRORS)
 async def list_conversations(
-    user: CurrentUser,
-    store: ThreadStore,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
-    order: Order = "desc",
+    user: CurrentUser, store: ThreadStore, asked: Paging, order: Order = "desc"
 ) -> ConversationPage:
     """The caller's conversations, newest first (`order=asc`: oldest first)."""
-    page = await _paged(store.load_threads(limit, cursor, order, user), cursor)
+    page = await _paged(store.load_threads(asked.limit, asked.cursor, order, user), asked)
     return ConversationPage(
         data=[conversation_of(thread) for thread in page.data],
         has_more=page.has_more,
@@ -124,13 +137,13 @@ async def read_conversation(
     conversation_id: ConversationId,
     user: CurrentUser,
     store: ThreadStore,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    asked: Paging,
     order: Order = "asc",
 ) -> Response:
     """The conversation with a page of its items, oldest first (`order=desc`: newest first)."""
     thread = await store.load_thread(conversation_id, user)
-    page = await _paged(store.load_thread_items(thread.id, cursor, limit, order, user), cursor)
+    items = store.load_thread_items(thread.id, asked.cursor, asked.limit, order, user)
+    page = await _paged(items, asked)
     body = conversation_of(thread).model_dump(mode="json")
     body["items"] = {
         "data": [item_json(item) for item in shown_items(page.data)],
@@ -212,12 +225,12 @@ async def export_conversation(
     )
 
 
-async def _paged[T](load: Awaitable[Page[T]], cursor: str | None) -> Page[T]:
+async def _paged[T](load: Awaitable[Page[T]], asked: PageAsked) -> Page[T]:
     """The page `load` (a store call) returns; a cursor whose element is gone is a 400."""
     try:
         page = await load
     except NotFoundError:
-        if cursor is None:
+        if asked.cursor is None:
             raise
         raise InvalidRequestError("The cursor no longer points into this list.") from None
     return page
