@@ -309,15 +309,20 @@ class AssistantServer(ChatKitServer[RequestContext]):
         self, thread: ThreadMetadata, context: RequestContext, pending_items: list[ThreadItem]
     ) -> None:
         """Once per turn: the partial answer as the client received it, a hidden note that
-        the user stopped the answer (the SDK's), and a title for a new thread."""
+        the user stopped the answer (the SDK's), a title for a new thread, and the specialist
+        this turn handed to."""
         turn = context.turn
         if isinstance(turn, AnswerTurn):
             if turn.kept:
                 return
             turn.kept = True
             pending_items = list(turn.shown.partial_answers())
+            metadata = turn.updated_metadata(thread)
+            changed, thread.metadata = metadata != thread.metadata, metadata
             if thread.title is None and turn.first_message:
                 thread.title = generate_offline_title(turn.first_message)
+                changed = True
+            if changed:
                 await self.store.save_thread(thread, context)
         await super().handle_stream_cancelled(thread, pending_items, context)
 

@@ -206,13 +206,17 @@ class AnswerStream:
                     continue
                 async for out in self._saved_then_sent(event):
                     yield out
-        except CustomStreamError:
+        except CustomStreamError as error:
             if held is not None:
                 # A finished message stays finished whatever failed after it.
                 async for out in self._saved_then_sent(held):
                     yield out
             async for out in self._keep_unfinished():
                 yield out
+            if not isinstance(error.__cause__, SAVE_FAILURES):
+                # The next turn continues with the specialist this one handed to: chatkit
+                # saves the thread after the error event when its metadata changed.
+                self.thread.metadata = self.turn.updated_metadata(self.thread)
             raise
         if self.timed_out:
             async for out in self._end_on_deadline(held):
@@ -296,8 +300,7 @@ class AnswerStream:
         update: dict[str, Any] = {}
         if self.title is not None:
             update["title"] = await self.title
-        metadata = {**self.thread.metadata, **self.turn.thread_updates}
-        metadata = {key: value for key, value in metadata.items() if value is not None}
+        metadata = self.turn.updated_metadata(self.thread)
         if metadata != self.thread.metadata:
             update["metadata"] = metadata
         return self.thread.model_copy(update=update) if update else None

@@ -32,6 +32,11 @@ class AnswerTurn(Turn):
         lease = Turn.answering(max_turn_seconds).lease_seconds
         return cls(lease_seconds=lease, shown=ShownItems(apply_update))
 
+    def updated_metadata(self, thread: ThreadMetadata) -> dict[str, Any]:
+        """`thread`'s metadata with what this turn changed (the specialist answering it)."""
+        metadata = {**thread.metadata, **self.thread_updates}
+        return {key: value for key, value in metadata.items() if value is not None}
+
     def with_effects(self, message: str) -> str:
         """An error message that also says what was already done, truthfully."""
         if not self.effects:

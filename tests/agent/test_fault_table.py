@@ -284,8 +284,8 @@ async def test_a_retry_after_a_provider_error_does_not_repeat_the_tool_and_says_
         "Task assistant is answering",
         "Added task #1 “buy milk”",
     ]
+    # The retry starts with the task assistant the failed turn handed to.
     fake_openai.replies = [
-        Reply(tool_call=("transfer_to_tasks", "{}")),
         Reply(tool_call=("add_task", '{"title": "buy milk"}')),
         Reply(["It is on your list."]),
     ]

@@ -13,7 +13,8 @@ import pytest
 from devtools.tokens import mint_token
 from handlers.main import build_app
 from store import DynamoDBStore, RequestContext, TableRecord
-from tests.handlers.conftest import app_settings
+from tests.handlers.conftest import app_client, app_settings, fake_model_settings
+from tests.support.fake_openai import FakeOpenAI, Reply
 from tests.support.inputs import user_input
 
 SECRET = "s" * 40
@@ -183,3 +184,26 @@ async def test_a_question_about_files_is_answered_by_the_files_assistant_from_th
     assert workflow_titles(first) == ["Files assistant is answering", "Found 1 file"]
     assert workflow_titles(events) == ["Found 1 file"]  # the same specialist continues
     assert 'notes.txt (text/plain, 11 bytes) starting "hello world"' in answer_of(events)
+
+
+async def test_a_failed_turn_keeps_the_specialist_its_handoff_chose(
+    table: type[TableRecord], s3: Any, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.replies = [
+        Reply(tool_call=("transfer_to_tasks", "{}")),
+        Reply(status=500),  # the task assistant's model fails
+        Reply(chunks=["Here are your tasks."]),
+    ]
+    body = {"type": "threads.create", "params": {"input": user_input("show my tasks")}}
+
+    async with app_client(fake_model_settings(fake_openai.base_url, auth_dev_secret=SECRET)) as c:
+        failed = await c.post("/chatkit", content=json.dumps(body), headers=TOKEN)
+        events = [json.loads(line[6:]) for line in failed.text.splitlines() if line[:6] == "data: "]
+        assert [e for e in events if e["type"] == "error"]
+        answer = await send(c, "show my tasks again", events[0]["thread"]["id"])
+
+    # No handoff this time: the task assistant answers at once, with its own instructions.
+    assert workflow_titles(answer) == []
+    assert answer_of(answer) == "Here are your tasks."
+    answers = [r for r in fake_openai.requests if "Write a short title" not in str(r)]
+    assert answers[-1]["messages"][0]["content"].startswith("You are the Task assistant")
