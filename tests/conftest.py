@@ -20,6 +20,7 @@ from store import (
 from store.uploads import s3_client
 from tests.support.atomic_moto import make_moto_dynamodb_atomic
 from tests.support.fake_aws import use_fake_aws
+from tests.support.fake_bedrock import FakeBedrock, fake_bedrock_server
 from tests.support.fake_openai import FakeOpenAI, fake_openai_server
 
 # Set before any client is created; moto intercepts every call made with them.
@@ -41,6 +42,15 @@ def aws() -> Iterator[None]:
 @pytest.fixture
 def fake_openai() -> Iterator[FakeOpenAI]:
     with fake_openai_server() as fake:
+        yield fake
+
+
+@pytest.fixture
+def bedrock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedrock]:
+    """The fake Bedrock runtime, where every Bedrock client created meanwhile sends its calls."""
+    with fake_bedrock_server() as fake:
+        # botocore's own endpoint variable for this one service: the app has no setting for it.
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", fake.endpoint_url)
         yield fake
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import pytest
 from agents import Agent, Runner
@@ -13,14 +12,7 @@ from botocore.exceptions import ClientError
 
 from agent.bedrock import BedrockModel, bedrock_client, converse_request
 from agent.failures import describe_failure
-from tests.support.fake_bedrock import FakeBedrock, Reply, fake_bedrock_server
-
-
-@pytest.fixture
-def bedrock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedrock]:
-    with fake_bedrock_server() as fake:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", fake.endpoint_url)
-        yield fake
+from tests.support.fake_bedrock import FakeBedrock, Reply
 
 
 def model() -> BedrockModel:

@@ -38,6 +38,23 @@ class RecordingModel(OfflineModel):
         return super().stream_response(system_instructions, input, *args, **kwargs)
 
 
+def widget_action(
+    request_type: str, thread_id: str, widget_id: str, action: dict[str, Any]
+) -> dict[str, Any]:
+    """A press of a button of widget `widget_id` (`threads.custom_action` or its sync form)."""
+    params = {"thread_id": thread_id, "item_id": widget_id, "action": action}
+    return {"type": request_type, "params": params}
+
+
+async def listed_task(server: AssistantServer, title: str, user: RequestContext) -> tuple[str, str]:
+    """A new thread in which `user` added a task and asked for the list: the thread's id and
+    the task list widget's."""
+    created = await stream(server, create_thread(f"add a task to {title}"), user)
+    thread_id = created[0]["thread"]["id"]
+    listed = await stream(server, add_message(thread_id, "show my tasks"), user)
+    return thread_id, widget_item(listed)["id"]
+
+
 async def test_adding_listing_and_completing_tasks_from_the_widget(
     store: DynamoDBStore, tasks: TaskStore, alice: RequestContext
 ) -> None:
@@ -58,17 +75,9 @@ async def test_adding_listing_and_completing_tasks_from_the_widget(
     assert "buy milk" in str(widget_events[0]["item"]["widget"])
     assert "buy milk" not in assistant_text(listed)  # the model does not repeat the list
 
+    complete = {"type": "tasks.complete", "payload": {"number": 1}}
     acted = await stream(
-        server,
-        {
-            "type": "threads.custom_action",
-            "params": {
-                "thread_id": thread_id,
-                "item_id": widget_id,
-                "action": {"type": "tasks.complete", "payload": {"number": 1}},
-            },
-        },
-        alice,
+        server, widget_action("threads.custom_action", thread_id, widget_id, complete), alice
     )
 
     replaced = of_type(acted, "thread.item.replaced")
@@ -91,22 +100,11 @@ async def test_adding_listing_and_completing_tasks_from_the_widget(
 async def test_widget_buttons_also_work_synchronously(
     server: AssistantServer, store: DynamoDBStore, tasks: TaskStore, alice: RequestContext
 ) -> None:
-    created = await stream(server, create_thread("add a task to water plants"), alice)
-    thread_id = created[0]["thread"]["id"]
-    listed = await stream(server, add_message(thread_id, "show my tasks"), alice)
-    widget_id = widget_item(listed)["id"]
+    thread_id, widget_id = await listed_task(server, "water plants", alice)
 
+    delete = {"type": "tasks.delete", "payload": {"number": 1}}
     answer = await call(
-        server,
-        {
-            "type": "threads.sync_custom_action",
-            "params": {
-                "thread_id": thread_id,
-                "item_id": widget_id,
-                "action": {"type": "tasks.delete", "payload": {"number": 1}},
-            },
-        },
-        alice,
+        server, widget_action("threads.sync_custom_action", thread_id, widget_id, delete), alice
     )
 
     assert answer["updated_item"]["id"] == widget_id
@@ -131,22 +129,11 @@ async def test_users_never_see_each_others_tasks(
 async def test_a_bad_action_payload_changes_nothing(
     server: AssistantServer, tasks: TaskStore, alice: RequestContext
 ) -> None:
-    created = await stream(server, create_thread("add a task to buy milk"), alice)
-    thread_id = created[0]["thread"]["id"]
-    listed = await stream(server, add_message(thread_id, "show my tasks"), alice)
-    widget_id = widget_item(listed)["id"]
+    thread_id, widget_id = await listed_task(server, "buy milk", alice)
 
+    complete = {"type": "tasks.complete", "payload": {"number": "one"}}
     acted = await stream(
-        server,
-        {
-            "type": "threads.custom_action",
-            "params": {
-                "thread_id": thread_id,
-                "item_id": widget_id,
-                "action": {"type": "tasks.complete", "payload": {"number": "one"}},
-            },
-        },
-        alice,
+        server, widget_action("threads.custom_action", thread_id, widget_id, complete), alice
     )
 
     assert of_type(acted, "error")

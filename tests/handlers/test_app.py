@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from chatkit.types import AssistantMessageItem, SDKHiddenContextItem, ThreadItem, ThreadMetadata
+from chatkit.types import AssistantMessageItem, ThreadItem, ThreadMetadata
 from starlette.requests import Request
 
 from agent.server import AssistantServer, TurnLimits
@@ -19,6 +19,7 @@ from handlers.app import create_app
 from store import DynamoDBStore, RequestContext
 from store.tasks import TaskStore
 from tests.agent.conftest import create_thread, offline_models
+from tests.support.partial_answers import assert_partial_answer_kept
 
 
 class CancelAwareServer(AssistantServer):
@@ -154,17 +155,7 @@ def test_cancelled_stream_keeps_the_partial_answer(
                     break  # leave in the middle of the answer
     assert server.cancelled.wait(timeout=10), "the server never noticed the client leaving"
 
-    alice = RequestContext(user_id="alice")
-    items = asyncio.run(store.load_thread_items(str(thread_id), None, 20, "asc", alice)).data
-    assert [item.type for item in items] == [
-        "user_message",
-        "workflow",  # triage handing the thread to a specialist
-        "assistant_message",
-        "sdk_hidden_context",
-    ]
-    partial = items[2]
-    assert isinstance(partial, AssistantMessageItem) and partial.content[0].text.strip()
-    assert isinstance(items[3], SDKHiddenContextItem) and "cancelled" in items[3].content
+    assert_partial_answer_kept(store, str(thread_id), RequestContext(user_id="alice"))
 
 
 async def test_a_client_that_stops_reading_cannot_hold_the_response_past_the_turn_limit(

@@ -6,11 +6,9 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -26,6 +24,7 @@ from handlers.auth import AuthConfigurationError
 from handlers.main import build_app
 from store import TableRecord
 from tests.handlers.conftest import app_settings
+from tests.support.local_server import QuietHandler, serving
 from tests.support.logs import logged_text
 
 SECRET = "a-development-secret-of-enough-length-123"
@@ -383,21 +382,9 @@ def serve_jwks(keys: list[dict[str, Any]]) -> Iterator[tuple[str, list[dict[str,
     """An OIDC issuer on 127.0.0.1 publishing `keys` (a list the test may change)."""
     published = list(keys)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
-            body = json.dumps({"keys": published}).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_json(200, {"keys": published})
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", published
-    finally:
-        server.shutdown()
+    with serving(Handler) as url:
+        yield url, published

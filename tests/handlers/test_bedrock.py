@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +20,17 @@ from handlers.main import build_app
 from settings import Settings, SettingsError
 from store import TableRecord
 from tests.handlers.conftest import app_settings
+from tests.support.chatkit_http import post_turn, thread_items
 from tests.support.fake_bedrock import (
     FakeBedrock,
     Reply,
-    fake_bedrock_server,
     stream_frames,
 )
-from tests.support.inputs import user_input
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 SECRET = "x" * 40
 MODEL_ID = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 TOKEN = {"authorization": f"Bearer {mint_token(SECRET, 'alice')}"}
-
-
-@pytest.fixture
-def bedrock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedrock]:
-    with fake_bedrock_server() as fake:
-        # botocore's own endpoint variable for this one service: the app has no setting for it.
-        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", fake.endpoint_url)
-        yield fake
 
 
 def bedrock_settings() -> Settings:
@@ -52,10 +42,6 @@ def bedrock_settings() -> Settings:
     )
 
 
-def events_of(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
-
-
 def text_deltas(events: list[dict[str, Any]]) -> list[str]:
     return [
         e["update"]["delta"]
@@ -65,22 +51,14 @@ def text_deltas(events: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-async def turn(client: httpx.AsyncClient, text: str, thread_id: str | None = None) -> list[Any]:
-    if thread_id is None:
-        body: dict[str, Any] = {"type": "threads.create", "params": {"input": user_input(text)}}
-    else:
-        params = {"thread_id": thread_id, "input": user_input(text)}
-        body = {"type": "threads.add_user_message", "params": params}
-    response = await client.post("/chatkit", content=json.dumps(body), headers=TOKEN)
-    assert response.status_code == 200
-    return events_of(response.text)
+async def turn(
+    client: httpx.AsyncClient, text: str, thread_id: str | None = None
+) -> list[dict[str, Any]]:
+    return await post_turn(client, TOKEN, text, thread_id)
 
 
 async def items_of(client: httpx.AsyncClient, thread_id: str) -> list[dict[str, Any]]:
-    body = {"type": "items.list", "params": {"thread_id": thread_id, "limit": 50, "order": "asc"}}
-    response = await client.post("/chatkit", content=json.dumps(body), headers=TOKEN)
-    items: list[dict[str, Any]] = response.json()["data"]
-    return items
+    return await thread_items(client, TOKEN, thread_id)
 
 
 def app_client() -> httpx.AsyncClient:

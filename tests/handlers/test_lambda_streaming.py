@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chatkit.types import AssistantMessageItem, SDKHiddenContextItem
+from chatkit.types import SDKHiddenContextItem
 from starlette.requests import Request
 
 from agent.offline_model import OfflineModel
@@ -51,6 +51,7 @@ from store import DynamoDBStore, PayloadBucket, RequestContext, TableRecord
 from store.tasks import TaskStore
 from tests.agent.conftest import create_thread
 from tests.conftest import BUCKET
+from tests.support.partial_answers import assert_partial_answer_kept
 from tests.support.snapshot_hooks import snapshot_restore_stand_in
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -416,17 +417,7 @@ def test_deadline_ends_the_answer_with_an_error_event_and_keeps_the_partial_answ
         "allow_retry": True,
     }
     assert "thread.item.updated" in [event["type"] for event in events]
-    thread_id = events[0]["thread"]["id"]
-    items = asyncio.run(store.load_thread_items(thread_id, None, 20, "asc", ALICE)).data
-    assert [item.type for item in items] == [
-        "user_message",
-        "workflow",  # triage handing the thread to a specialist
-        "assistant_message",
-        "sdk_hidden_context",
-    ]
-    partial = items[2]
-    assert isinstance(partial, AssistantMessageItem) and partial.content[0].text.strip()
-    assert isinstance(items[3], SDKHiddenContextItem)
+    assert_partial_answer_kept(store, events[0]["thread"]["id"], ALICE)
 
 
 def test_the_partial_answer_is_saved_before_the_environment_can_be_frozen(

@@ -13,9 +13,10 @@ import pytest
 from devtools.tokens import mint_token
 from handlers.main import build_app
 from store import DynamoDBStore, RequestContext, TableRecord
+from tests.agent.conftest import assistant_text
 from tests.handlers.conftest import app_client, app_settings, fake_model_settings
+from tests.support.chatkit_http import post_turn, sse_events, thread_items, turn_request
 from tests.support.fake_openai import FakeOpenAI, Reply
-from tests.support.inputs import user_input
 
 SECRET = "s" * 40
 TOKEN = {"authorization": f"Bearer {mint_token(SECRET, 'alice')}"}
@@ -31,26 +32,13 @@ async def client(table: type[TableRecord], s3: Any) -> Any:
 async def send(
     client: httpx.AsyncClient, text: str, thread_id: str | None = None, **input: Any
 ) -> list[dict[str, Any]]:
-    if thread_id is None:
-        body: dict[str, Any] = {
-            "type": "threads.create",
-            "params": {"input": user_input(text, **input)},
-        }
-    else:
-        params = {"thread_id": thread_id, "input": user_input(text, **input)}
-        body = {"type": "threads.add_user_message", "params": params}
-    response = await client.post("/chatkit", content=json.dumps(body), headers=TOKEN)
-    assert response.status_code == 200
-    events = [json.loads(line[6:]) for line in response.text.splitlines() if line[:6] == "data: "]
+    events = await post_turn(client, TOKEN, text, thread_id, **input)
     assert [e for e in events if e["type"] == "error"] == []
     return events
 
 
 async def items_of(client: httpx.AsyncClient, thread_id: str) -> list[dict[str, Any]]:
-    body = {"type": "items.list", "params": {"thread_id": thread_id, "limit": 50, "order": "asc"}}
-    response = await client.post("/chatkit", content=json.dumps(body), headers=TOKEN)
-    items: list[dict[str, Any]] = response.json()["data"]
-    return items
+    return await thread_items(client, TOKEN, thread_id)
 
 
 def workflow_titles(events: list[dict[str, Any]]) -> list[str]:
@@ -89,15 +77,6 @@ def stored_workflows(items: list[dict[str, Any]]) -> list[list[str]]:
     ]
 
 
-def answer_of(events: list[dict[str, Any]]) -> str:
-    done = [
-        e["item"]
-        for e in events
-        if e["type"] == "thread.item.done" and e["item"]["type"] == "assistant_message"
-    ]
-    return "".join(part["text"] for part in done[-1]["content"])
-
-
 async def test_a_task_request_is_handed_to_the_task_assistant_and_the_handoff_is_stored(
     client: httpx.AsyncClient,
 ) -> None:
@@ -105,7 +84,7 @@ async def test_a_task_request_is_handed_to_the_task_assistant_and_the_handoff_is
     thread_id = events[0]["thread"]["id"]
 
     assert workflow_titles(events) == ["Task assistant is answering", "Added task #1 “buy milk”"]
-    assert answer_of(events) == "Added task #1: buy milk."
+    assert assistant_text(events) == "Added task #1: buy milk."
     # A reload shows the same: the workflow is an item of the thread.
     items = await items_of(client, thread_id)
     assert [item["type"] for item in items] == ["user_message", "workflow", "assistant_message"]
@@ -137,7 +116,7 @@ async def test_the_next_turn_continues_with_the_specialist_that_answered_last(
 
     # No handoff this time: the task assistant answers at once.
     assert workflow_titles(events) == ["Completed task #1 “buy milk”"]
-    assert answer_of(events).startswith("Completed task #1: buy milk (done ")
+    assert assistant_text(events).startswith("Completed task #1: buy milk (done ")
 
 
 async def test_a_request_for_another_specialist_goes_back_through_triage(
@@ -148,7 +127,7 @@ async def test_a_request_for_another_specialist_goes_back_through_triage(
     events = await send(client, "tell me a joke", thread_id)
 
     assert workflow_titles(events) == ["General assistant is answering"]
-    assert "offline model" in answer_of(events)
+    assert "offline model" in assistant_text(events)
     third = await send(client, "show my tasks", thread_id)
     assert workflow_titles(third)[0] == "Task assistant is answering"
 
@@ -183,7 +162,7 @@ async def test_a_question_about_files_is_answered_by_the_files_assistant_from_th
 
     assert workflow_titles(first) == ["Files assistant is answering", "Found 1 file"]
     assert workflow_titles(events) == ["Found 1 file"]  # the same specialist continues
-    assert 'notes.txt (text/plain, 11 bytes) starting "hello world"' in answer_of(events)
+    assert 'notes.txt (text/plain, 11 bytes) starting "hello world"' in assistant_text(events)
 
 
 async def test_a_failed_turn_keeps_the_specialist_its_handoff_chose(
@@ -194,16 +173,16 @@ async def test_a_failed_turn_keeps_the_specialist_its_handoff_chose(
         Reply(status=500),  # the task assistant's model fails
         Reply(chunks=["Here are your tasks."]),
     ]
-    body = {"type": "threads.create", "params": {"input": user_input("show my tasks")}}
+    body = turn_request("show my tasks")
 
     async with app_client(fake_model_settings(fake_openai.base_url, auth_dev_secret=SECRET)) as c:
         failed = await c.post("/chatkit", content=json.dumps(body), headers=TOKEN)
-        events = [json.loads(line[6:]) for line in failed.text.splitlines() if line[:6] == "data: "]
+        events = sse_events(failed.text)
         assert [e for e in events if e["type"] == "error"]
         answer = await send(c, "show my tasks again", events[0]["thread"]["id"])
 
     # No handoff this time: the task assistant answers at once, with its own instructions.
     assert workflow_titles(answer) == []
-    assert answer_of(answer) == "Here are your tasks."
+    assert assistant_text(answer) == "Here are your tasks."
     answers = [r for r in fake_openai.requests if "Write a short title" not in str(r)]
     assert answers[-1]["messages"][0]["content"].startswith("You are the Task assistant")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from devtools.terminal_client import main as chat_main
+from tests.support.local_server import QuietHandler, serving
 
 # What a hostile server (or a hostile title stored in it) could send: an OSC 52 clipboard
 # write, a screen clear, a carriage return over the line, a C1 CSI, a bell.
@@ -26,15 +25,12 @@ def sse(*events: dict[str, Any]) -> bytes:
 def hostile_server() -> Iterator[str]:
     """A ChatKit endpoint whose answers, titles and errors carry control sequences."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
-            request = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            request = json.loads(self.read_body())
             body, kind = self._answer(request["type"])
-            self.send_response(200 if request["type"] != "threads.get_by_id" else 404)
-            self.send_header("content-type", kind)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            status = 200 if request["type"] != "threads.get_by_id" else 404
+            self.send_body(status, body, {"content-type": kind})
 
         def _answer(self, request_type: str) -> tuple[bytes, str]:
             if request_type == "threads.list":
@@ -58,13 +54,8 @@ def hostile_server() -> Iterator[str]:
             )
             return events, "text/event-stream"
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/chatkit"
-    server.shutdown()
+    with serving(Handler) as url:
+        yield f"{url}/chatkit"
 
 
 @pytest.mark.parametrize(

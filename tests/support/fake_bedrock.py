@@ -13,13 +13,14 @@ from __future__ import annotations
 import binascii
 import json
 import struct
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
+
+from tests.support.local_server import QuietHandler, serving
 
 STRING_HEADER = 7  # the event-stream header value type of a string
 
@@ -119,27 +120,19 @@ def stream_frames(reply: Reply) -> list[bytes]:
 
 
 def _handler(fake: FakeBedrock) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            pass
-
         def do_POST(self) -> None:
-            length = int(self.headers.get("content-length", "0"))
-            request = json.loads(self.rfile.read(length) or b"{}")
+            request = json.loads(self.read_body() or b"{}")
             fake.paths.append(unquote(self.path))
             fake.authorizations.append(self.headers.get("authorization", ""))
             fake.requests.append(request)
             reply = fake.next_reply(request)
             if reply.status != 200:
-                body = json.dumps({"message": "Too many requests, please wait."}).encode()
-                self.send_response(reply.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("x-amzn-errortype", f"{reply.error_type}:http://internal/")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                error_type = {"x-amzn-errortype": f"{reply.error_type}:http://internal/"}
+                message = {"message": "Too many requests, please wait."}
+                self.send_json(reply.status, message, error_type)
                 return
             frames = stream_frames(reply)
             self.send_response(200)
@@ -165,12 +158,6 @@ def _handler(fake: FakeBedrock) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def fake_bedrock_server() -> Iterator[FakeBedrock]:
     fake = FakeBedrock()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    fake.endpoint_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_handler(fake)) as url:
+        fake.endpoint_url = url
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -16,8 +16,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.local_server import QuietHandler, serving
 
 
 @dataclass
@@ -206,37 +208,33 @@ def _id(prefix: str) -> str:
 
 
 def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            pass
-
         def do_POST(self) -> None:
-            length = int(self.headers.get("content-length", "0"))
-            raw = self.rfile.read(length)
+            raw = self.read_body()
             fake.api_keys.append(self.headers.get("authorization", "").removeprefix("Bearer "))
             if self.path.endswith("/audio/transcriptions"):
                 fake.transcripts.append(raw)
-                self._send_json(200, {"text": "buy milk"})
+                self.send_json(200, {"text": "buy milk"})
                 return
             request = json.loads(raw or b"{}")
             fake.requests.append(request)
             reply = fake.next_reply(request)
             if reply.status != 200:
-                self._send_json(
+                self.send_json(
                     reply.status, {"error": {"message": "scripted failure", "type": "x"}}
                 )
                 return
             if self.path.endswith("/responses"):
                 output, events = _responses_events(reply)
                 if not request.get("stream"):
-                    self._send_json(200, _response(output, "completed"))
+                    self.send_json(200, _response(output, "completed"))
                     return
             elif not request.get("stream"):
                 message = {"role": "assistant", "content": "".join(reply.chunks)}
                 choice = {"index": 0, "message": message, "finish_reason": "stop"}
-                self._send_json(
+                self.send_json(
                     200,
                     {
                         "id": "chatcmpl-fake",
@@ -264,27 +262,15 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             if cut:
                 self.close_connection = True
 
-        def _send_json(self, status: int, payload: dict[str, Any]) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
     return Handler
 
 
 @contextmanager
 def fake_openai_server() -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake
-    finally:
-        fake.released.set()
-        server.shutdown()
-        server.server_close()
+    with serving(_handler(fake)) as url:
+        fake.base_url = f"{url}/v1"
+        try:
+            yield fake
+        finally:
+            fake.released.set()  # a paused answer goes on, so that the server can stop
