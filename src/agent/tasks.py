@@ -22,6 +22,7 @@ from chatkit.types import (
     ThreadStreamEvent,
     WidgetItem,
 )
+from chatkit.widgets import WidgetRoot
 
 from agent.context import AssistantContext
 from agent.identity import local_time
@@ -95,8 +96,7 @@ async def list_tasks(ctx: RunContextWrapper[AssistantContext]) -> str:
         step.done(f"Read your task list: {task_list_summary(tasks)}")
     # After the step: the widget ends the workflow it belongs to.
     identity = agent.request_context.identity
-    widget = task_list_widget(tasks, lambda moment: local_time(moment, identity))
-    await agent.stream_widget(widget, copy_text=task_list_copy_text(tasks))
+    await agent.stream_widget(_widget(tasks, identity), copy_text=task_list_copy_text(tasks))
     return _shown_to_user(tasks, identity)
 
 
@@ -192,6 +192,14 @@ def _changed(
 TASK_TOOLS = [add_task, list_tasks, complete_task, delete_task]
 
 
+def _widget(tasks: Sequence[TaskRecord], identity: Identity) -> WidgetRoot:
+    """The task list as `identity` sees it: its dates in the user's time zone, its buttons
+    only for a role that may change tasks."""
+    return task_list_widget(
+        tasks, lambda moment: local_time(moment, identity), may_change_tasks(identity)
+    )
+
+
 async def handle_task_action(
     thread: ThreadMetadata,
     action: Action[str, Any],
@@ -230,11 +238,10 @@ async def handle_task_action(
         task = None
 
     fresh = await tasks.load_tasks(context)
-    identity = context.identity
     yield ThreadItemReplacedEvent(
         item=sender.model_copy(
             update={
-                "widget": task_list_widget(fresh, lambda moment: local_time(moment, identity)),
+                "widget": _widget(fresh, context.identity),
                 "copy_text": task_list_copy_text(fresh),
             }
         )

@@ -29,13 +29,16 @@ _TEMPLATE_FILE = Path(__file__).parent / "templates" / "task_list.widget"
 
 
 def task_list_widget(
-    tasks: Sequence[TaskRecord], when: Callable[[datetime], str] | None = None
+    tasks: Sequence[TaskRecord],
+    when: Callable[[datetime], str] | None = None,
+    can_change: bool = True,
 ) -> WidgetRoot:
     """A card with the count header, one row per task (number, title, state, buttons, and
     when it was added or done, written by `when`: in the user's time zone).
 
-    An open task offers "Complete" (`tasks.complete`), a done one "Reopen" (`tasks.reopen`);
-    every task offers "Delete" (`tasks.delete`). Each action's payload is `{"number": n}`.
+    When `can_change` (the user's role may change tasks), an open task offers "Complete"
+    (`tasks.complete`), a done one "Reopen" (`tasks.reopen`); every task offers "Delete"
+    (`tasks.delete`). Each action's payload is `{"number": n}`. Otherwise: no buttons.
     """
     return _task_list_template().build(
         {
@@ -43,6 +46,7 @@ def task_list_widget(
             "summary": task_list_summary(tasks),
             "empty_text": EMPTY_TEXT,
             "tasks": [_row(task, when) for task in tasks],
+            "can_change": can_change,
         }
     )
 

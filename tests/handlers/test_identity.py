@@ -168,6 +168,34 @@ async def test_a_token_without_roles_gets_the_default_role(
         assert assistant_text(unknown).startswith("Not allowed: your role (viewer)")
 
 
+@pytest.mark.parametrize(
+    ("claims", "default_role", "buttons"),
+    [
+        ({"roles": ["viewer"]}, "member", []),
+        ({"roles": ["member"]}, "member", ["Complete", "Delete"]),
+        ({}, "member", ["Complete", "Delete"]),
+        ({}, "viewer", []),
+    ],
+    ids=["viewer", "member", "no-roles-member-default", "no-roles-viewer-default"],
+)
+async def test_the_task_list_offers_its_buttons_only_to_a_role_that_may_change_tasks(
+    table: type[TableRecord],
+    s3: Any,
+    claims: dict[str, Any],
+    default_role: str,
+    buttons: list[str],
+) -> None:
+    await TaskStore(table).add("buy milk", ALICE)
+    settings = app_settings(auth_dev_secret=SECRET, default_role=default_role)
+
+    async with client_for(settings) as client:
+        events = await send(client, token(**claims), "show my tasks")
+
+    nodes = _nodes(widget_of(events)["widget"])
+    assert [node["label"] for node in nodes if node.get("type") == "Button"] == buttons
+    assert "buy milk" in [node.get("value") for node in nodes]
+
+
 # -- time zone ----------------------------------------------------------------------------------
 
 
