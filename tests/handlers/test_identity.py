@@ -189,7 +189,7 @@ async def test_the_task_list_offers_its_buttons_only_to_a_role_that_may_change_t
     settings = app_settings(auth_dev_secret=SECRET, default_role=default_role)
 
     async with client_for(settings) as client:
-        events = await send(client, token(**claims), "show my tasks")
+        events = await post_turn(client, token(**claims), "show my tasks")
 
     nodes = _nodes(widget_of(events)["widget"])
     assert [node["label"] for node in nodes if node.get("type") == "Button"] == buttons

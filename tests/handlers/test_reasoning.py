@@ -13,7 +13,8 @@ from handlers.main import build_app
 from settings import Settings, SettingsError
 from store import TableRecord
 from tests.handlers.conftest import app_settings
-from tests.handlers.test_specialists import SECRET, items_of, send
+from tests.handlers.test_specialists import SECRET, TOKEN
+from tests.support.chatkit_http import post_turn, thread_items
 from tests.support.fake_openai import FakeOpenAI, Reply
 
 REASONING = ["The user wants ", "a task added."]
@@ -59,8 +60,9 @@ async def answer_and_items(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     transport = httpx.ASGITransport(app=build_app(settings))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        events = await send(client, text)
-        return events, await items_of(client, events[0]["thread"]["id"])
+        events = await post_turn(client, TOKEN, text)
+        assert [e for e in events if e["type"] == "error"] == []
+        return events, await thread_items(client, TOKEN, events[0]["thread"]["id"])
 
 
 async def test_openai_asks_for_reasoning_summaries_and_shows_them_as_thoughts(
