@@ -56,6 +56,14 @@ def compatible_server(
     return AssistantServer(store, tasks, chat_only, limits or TurnLimits())
 
 
+@pytest.fixture
+def fake_model_server(
+    store: DynamoDBStore, tasks: TaskStore, fake_openai: FakeOpenAI
+) -> AssistantServer:
+    """The server answering with the fake OpenAI-compatible model (`compatible_server`)."""
+    return compatible_server(store, tasks, fake_openai)
+
+
 def create_thread(text: str) -> dict[str, Any]:
     return {"type": "threads.create", "params": {"input": user_input(text)}}
 

@@ -19,7 +19,6 @@ from tests.agent.conftest import (
     add_message,
     all_items,
     assistant_text,
-    compatible_server,
     compatible_settings,
     create_thread,
     of_type,
@@ -30,14 +29,16 @@ from tests.support.fake_openai import FakeOpenAI, Reply
 
 
 async def test_chat_completions_answers_get_distinct_persisted_ids(
-    store: DynamoDBStore, tasks: TaskStore, alice: RequestContext, fake_openai: FakeOpenAI
+    fake_model_server: AssistantServer,
+    store: DynamoDBStore,
+    alice: RequestContext,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    server = compatible_server(store, tasks, fake_openai)
     fake_openai.replies = [Reply(["First ", "answer."]), Reply(["Second ", "answer."])]
 
-    first = await stream(server, create_thread("Hi"), alice)
+    first = await stream(fake_model_server, create_thread("Hi"), alice)
     thread_id = first[0]["thread"]["id"]
-    second = await stream(server, add_message(thread_id, "Again"), alice)
+    second = await stream(fake_model_server, add_message(thread_id, "Again"), alice)
 
     assert assistant_text(first) == "First answer."
     assert assistant_text(second) == "Second answer."
@@ -55,12 +56,14 @@ async def test_chat_completions_answers_get_distinct_persisted_ids(
 
 
 async def test_provider_failing_mid_answer_leaves_nothing_half_written_and_retry_works(
-    store: DynamoDBStore, tasks: TaskStore, alice: RequestContext, fake_openai: FakeOpenAI
+    fake_model_server: AssistantServer,
+    store: DynamoDBStore,
+    alice: RequestContext,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    server = compatible_server(store, tasks, fake_openai)
     fake_openai.replies = [Reply(["Half ", "an ", "answer "], cut_after=2)]
 
-    events = await stream(server, create_thread("Tell me a story"), alice)
+    events = await stream(fake_model_server, create_thread("Tell me a story"), alice)
 
     error = of_type(events, "error")[0]
     assert error["allow_retry"] is True and error["message"]
@@ -74,7 +77,7 @@ async def test_provider_failing_mid_answer_leaves_nothing_half_written_and_retry
 
     fake_openai.replies = [Reply(["A ", "whole ", "story."])]
     retried = await stream(
-        server,
+        fake_model_server,
         {
             "type": "threads.retry_after_item",
             "params": {"thread_id": thread_id, "item_id": items[0].id},
@@ -99,18 +102,17 @@ async def test_provider_failing_mid_answer_leaves_nothing_half_written_and_retry
     ],
 )
 async def test_provider_errors_become_error_events_people_understand(
+    fake_model_server: AssistantServer,
     store: DynamoDBStore,
-    tasks: TaskStore,
     alice: RequestContext,
     fake_openai: FakeOpenAI,
     status: int,
     words: str,
     allow_retry: bool,
 ) -> None:
-    server = compatible_server(store, tasks, fake_openai)
     fake_openai.replies = [Reply(status=status)]
 
-    events = await stream(server, create_thread("Hello"), alice)
+    events = await stream(fake_model_server, create_thread("Hello"), alice)
 
     error = of_type(events, "error")[0]
     assert words in error["message"]
@@ -202,16 +204,18 @@ async def test_failed_title_call_falls_back_to_the_first_message(
 
 
 async def test_bad_tool_arguments_from_the_model_do_not_break_the_turn(
-    store: DynamoDBStore, tasks: TaskStore, alice: RequestContext, fake_openai: FakeOpenAI
+    fake_model_server: AssistantServer,
+    tasks: TaskStore,
+    alice: RequestContext,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    server = compatible_server(store, tasks, fake_openai)
     fake_openai.replies = [
         Reply(tool_call=("transfer_to_tasks", "{}")),  # triage hands over
         Reply(tool_call=("add_task", "{this is not json")),
         Reply(["Sorry, ", "I could not add that."]),
     ]
 
-    events = await stream(server, create_thread("add a task"), alice)
+    events = await stream(fake_model_server, create_thread("add a task"), alice)
 
     assert assistant_text(events) == "Sorry, I could not add that."
     assert of_type(events, "error") == []

@@ -221,17 +221,16 @@ async def test_dynamodb_down_before_anything_is_sent_is_a_503_with_retry_after(
     ids=["no-finish-reason", "only-done"],
 )
 async def test_an_unfinished_or_empty_provider_stream_is_an_error_and_stores_no_answer(
+    fake_model_server: AssistantServer,
     store: DynamoDBStore,
-    tasks: TaskStore,
     alice: RequestContext,
     fake_openai: FakeOpenAI,
     reply: Reply,
     words: str,
 ) -> None:
-    server = compatible_server(store, tasks, fake_openai)
     fake_openai.replies = [reply]
 
-    events = await stream(server, create_thread("Hello"), alice)
+    events = await stream(fake_model_server, create_thread("Hello"), alice)
 
     error = of_type(events, "error")[-1]
     assert words in error["message"] and error["allow_retry"] is True
@@ -255,16 +254,19 @@ async def test_a_provider_that_hangs_is_stopped_and_what_was_shown_is_kept(
 
 
 async def test_a_retry_after_a_provider_error_does_not_repeat_the_tool_and_says_so(
-    store: DynamoDBStore, tasks: TaskStore, alice: RequestContext, fake_openai: FakeOpenAI
+    fake_model_server: AssistantServer,
+    store: DynamoDBStore,
+    tasks: TaskStore,
+    alice: RequestContext,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    server = compatible_server(store, tasks, fake_openai)
     fake_openai.replies = [
         Reply(tool_call=("transfer_to_tasks", "{}")),
         Reply(tool_call=("add_task", '{"title": "buy milk"}')),
         Reply(status=500),
     ]
 
-    failed = await stream(server, create_thread("add a task to buy milk"), alice)
+    failed = await stream(fake_model_server, create_thread("add a task to buy milk"), alice)
 
     message = of_type(failed, "error")[-1]["message"]
     assert "added task #1 “buy milk”" in message and "will not repeat" in message
@@ -284,7 +286,7 @@ async def test_a_retry_after_a_provider_error_does_not_repeat_the_tool_and_says_
     ]
 
     retried = await stream(
-        server,
+        fake_model_server,
         {
             "type": "threads.retry_after_item",
             "params": {"thread_id": thread_id, "item_id": user_message.id},

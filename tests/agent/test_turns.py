@@ -23,7 +23,6 @@ from tests.agent.conftest import (
     all_items,
     assistant_text,
     call,
-    compatible_server,
     create_thread,
     decode,
     of_type,
@@ -74,15 +73,17 @@ async def start(
 
 
 async def test_a_second_turn_on_a_busy_thread_is_refused_and_nothing_crosses(
-    store: DynamoDBStore, tasks: TaskStore, alice: RequestContext, fake_openai: FakeOpenAI
+    fake_model_server: AssistantServer,
+    store: DynamoDBStore,
+    alice: RequestContext,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    server = compatible_server(store, tasks, fake_openai)
     fake_openai.replies = [Reply(["Hello."])]
-    thread_id = (await stream(server, create_thread("Hi"), alice))[0]["thread"]["id"]
+    thread_id = (await stream(fake_model_server, create_thread("Hi"), alice))[0]["thread"]["id"]
     fake_openai.replies = [Reply(["Answer ", "to ", "A."], pause_after=1), Reply(["To B."])]
 
-    first, seen = await start(server, add_message(thread_id, "Question A"), alice)
-    second = await stream(server, add_message(thread_id, "Question B"), alice)
+    first, seen = await start(fake_model_server, add_message(thread_id, "Question A"), alice)
+    second = await stream(fake_model_server, add_message(thread_id, "Question B"), alice)
     fake_openai.released.set()
     seen += [event async for event in first]
 
@@ -109,14 +110,18 @@ async def test_after_a_turn_the_thread_answers_the_next_one(
 
 
 async def test_a_thread_deleted_during_its_first_turn_does_not_come_back(
-    store: DynamoDBStore, tasks: TaskStore, alice: RequestContext, fake_openai: FakeOpenAI
+    fake_model_server: AssistantServer,
+    store: DynamoDBStore,
+    alice: RequestContext,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    server = compatible_server(store, tasks, fake_openai)
     fake_openai.replies = [Reply(["A ", "long ", "answer."], pause_after=1)]
 
-    events, seen = await start(server, create_thread("Plan my week"), alice)
+    events, seen = await start(fake_model_server, create_thread("Plan my week"), alice)
     thread_id = seen[0]["thread"]["id"]
-    await call(server, {"type": "threads.delete", "params": {"thread_id": thread_id}}, alice)
+    await call(
+        fake_model_server, {"type": "threads.delete", "params": {"thread_id": thread_id}}, alice
+    )
     fake_openai.released.set()
     seen += [event async for event in events]
 
@@ -132,18 +137,17 @@ async def test_a_thread_deleted_during_its_first_turn_does_not_come_back(
 
 
 async def test_a_thread_deleted_during_a_turn_gets_no_more_items(
+    fake_model_server: AssistantServer,
     store: DynamoDBStore,
-    tasks: TaskStore,
     alice: RequestContext,
     fake_openai: FakeOpenAI,
     table: type[TableRecord],
 ) -> None:
-    server = compatible_server(store, tasks, fake_openai)
     fake_openai.replies = [Reply(["Hello."])]
-    thread_id = (await stream(server, create_thread("Hi"), alice))[0]["thread"]["id"]
+    thread_id = (await stream(fake_model_server, create_thread("Hi"), alice))[0]["thread"]["id"]
     fake_openai.replies = [Reply(["More ", "words."], pause_after=1)]
 
-    events, seen = await start(server, add_message(thread_id, "Go on"), alice)
+    events, seen = await start(fake_model_server, add_message(thread_id, "Go on"), alice)
     await store.delete_thread(thread_id, alice)
     fake_openai.released.set()
     seen += [event async for event in events]

@@ -17,6 +17,7 @@ from handlers.paging import encode_cursor
 from store import TableRecord
 from tests.conftest import BUCKET, TABLE
 from tests.handlers.conftest import app_client, app_settings
+from tests.support.chatkit_http import post_turn
 from tests.support.inputs import user_input
 
 SECRET = "cross-user-test-secret-0123456789abcdef"
@@ -36,12 +37,6 @@ async def send(
     return await client.post("/chatkit", content=json.dumps(body), headers=who)
 
 
-def events(response: httpx.Response) -> list[dict[str, Any]]:
-    return [
-        json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")
-    ]
-
-
 def snapshot(s3: Any) -> tuple[list[Any], list[str]]:
     rows = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=TABLE)["Items"]
     alices = sorted(
@@ -52,69 +47,32 @@ def snapshot(s3: Any) -> tuple[list[Any], list[str]]:
     return alices, sorted(entry["Key"] for entry in listing)
 
 
+async def create_attachment(client: httpx.AsyncClient, name: str) -> dict[str, Any]:
+    """Alice's new attachment of 5 bytes of text (its upload not done yet)."""
+    params = {"name": name, "size": 5, "mime_type": "text/plain"}
+    response = await send(client, ALICE, {"type": "attachments.create", "params": params})
+    attachment: dict[str, Any] = response.json()
+    return attachment
+
+
 @pytest.fixture
 async def alices_ids(client: httpx.AsyncClient, s3: Any) -> dict[str, str]:
     """Alice's thread with messages, a task-list widget and a sent attachment."""
-    created = events(
-        await send(
-            client,
-            ALICE,
-            {"type": "threads.create", "params": {"input": user_input("add a task to buy milk")}},
-        )
-    )
+    created = await post_turn(client, ALICE, "add a task to buy milk")
     thread_id = created[0]["thread"]["id"]
-    listed = events(
-        await send(
-            client,
-            ALICE,
-            {
-                "type": "threads.add_user_message",
-                "params": {"thread_id": thread_id, "input": user_input("show my tasks")},
-            },
-        )
-    )
+    listed = await post_turn(client, ALICE, "show my tasks", thread_id)
     widget_id = done_item_id(listed, "widget")
-    attachment = (
-        await send(
-            client,
-            ALICE,
-            {
-                "type": "attachments.create",
-                "params": {"name": "notes.txt", "size": 5, "mime_type": "text/plain"},
-            },
-        )
-    ).json()
+    attachment = await create_attachment(client, "notes.txt")
     s3.put_object(
         Bucket=BUCKET,
         Key=f"uploads/alice/{attachment['id']}/notes.txt",
         Body=b"hello",
         Tagging="state=pending",
     )
-    sent = events(
-        await send(
-            client,
-            ALICE,
-            {
-                "type": "threads.add_user_message",
-                "params": {
-                    "thread_id": thread_id,
-                    "input": user_input("read this", [attachment["id"]]),
-                },
-            },
-        )
-    )
+    sent = await post_turn(client, ALICE, "read this", thread_id, attachments=[attachment["id"]])
     message_id = done_item_id(sent, "user_message")
     answer_id = done_item_id(sent, "assistant_message")
-    unsent = (
-        await send(
-            client,
-            ALICE,
-            {
-                "type": "attachments.create",
-                "params": {"name": "draft.txt", "size": 5, "mime_type": "text/plain"},
-            },
-        )
-    ).json()
+    unsent = await create_attachment(client, "draft.txt")
     return {
         "thread": thread_id,
         "widget": widget_id,
@@ -234,20 +192,8 @@ async def test_bobs_task_commands_never_touch_alices_tasks(
 ) -> None:
     before = snapshot(s3)
 
-    completed = events(
-        await send(
-            client,
-            BOB,
-            {"type": "threads.create", "params": {"input": user_input("complete task 1")}},
-        )
-    )
-    listed = events(
-        await send(
-            client,
-            BOB,
-            {"type": "threads.create", "params": {"input": user_input("show my tasks")}},
-        )
-    )
+    completed = await post_turn(client, BOB, "complete task 1")
+    listed = await post_turn(client, BOB, "show my tasks")
 
     assert "does not exist" in json.dumps(completed) or "no task" in json.dumps(completed).lower()
     widget = next(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.chatkit_http import sse_events
+from tests.support.processes import REPO, run_module
 
 
 def test_sample_event_streams_a_chatkit_answer(tmp_path: Path) -> None:
@@ -19,22 +18,11 @@ def test_sample_event_streams_a_chatkit_answer(tmp_path: Path) -> None:
     }
     env.update(PYTHONPATH=str(REPO / "src"), CHATKIT_DEV_SECRET_FILE=str(tmp_path / "secret"))
 
-    result = subprocess.run(
-        [sys.executable, "-m", "devtools.invoke_local", "events/threads-create.json"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_module("devtools.invoke_local", "events/threads-create.json", env=env, timeout=120)
 
-    assert result.returncode == 0, result.stderr[-2000:]
     [prelude] = [line for line in result.stderr.splitlines() if line.startswith("# prelude: ")]
     assert json.loads(prelude.removeprefix("# prelude: "))["statusCode"] == 200
-    events = [
-        json.loads(line[6:]) for line in result.stdout.splitlines() if line.startswith("data: ")
-    ]
+    events = sse_events(result.stdout)
     assert events[0]["type"] == "thread.created"
     assert any(
         event["type"] == "thread.item.done" and event["item"]["type"] == "assistant_message"

@@ -16,12 +16,14 @@ from handlers.main import build_app
 from settings import Settings
 from store import TableRecord
 from tests.conftest import BUCKET, TABLE
+from tests.support.chatkit_http import turn_request
 from tests.support.fake_openai import FakeOpenAI, Reply
 from tests.support.logs import logged_text
 
 AUTH_SECRET = "AUTH-SECRET-never-to-be-seen-0123456789"
 API_KEY = "sk-API-KEY-never-to-be-seen-9876543210"
 MESSAGE = "MY-PRIVATE-MESSAGE-about-my-medical-results"
+TOKEN = {"authorization": f"Bearer {mint_token(AUTH_SECRET, 'alice')}"}
 
 
 def settings(fake: FakeOpenAI, **overrides: Any) -> Settings:
@@ -39,23 +41,22 @@ def settings(fake: FakeOpenAI, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-def put_secrets() -> None:
+@pytest.fixture
+def secrets(table: type[TableRecord], s3: Any) -> None:
+    """The auth secret and the model key as SecureStrings in SSM; the table and bucket made."""
     ssm = boto3.client("ssm", region_name="us-east-1")
     ssm.put_parameter(Name="/chatkit/auth-secret", Value=AUTH_SECRET, Type="SecureString")
     ssm.put_parameter(Name="/chatkit/model-key", Value=API_KEY, Type="SecureString")
 
 
 async def test_a_whole_session_leaks_no_secret_and_logs_no_message_text(
-    table: type[TableRecord],
-    s3: Any,
+    secrets: None,
     fake_openai: FakeOpenAI,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    put_secrets()
     caplog.set_level(logging.INFO)
     app = build_app(settings(fake_openai))
-    token = {"authorization": f"Bearer {mint_token(AUTH_SECRET, 'alice')}"}
     fake_openai.replies = [Reply(["Fine, ", "thanks."]), Reply(status=401), Reply(status=500)]
     responses: list[str] = []
 
@@ -63,30 +64,15 @@ async def test_a_whole_session_leaks_no_secret_and_logs_no_message_text(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
 
-        async def send(body: dict[str, Any], headers: dict[str, str] = token) -> str:
+        async def send(body: dict[str, Any], headers: dict[str, str] = TOKEN) -> str:
             response = await client.post("/chatkit", content=json.dumps(body), headers=headers)
             responses.append(response.text)
             return response.text
 
-        user_input = {
-            "content": [{"type": "input_text", "text": MESSAGE}],
-            "attachments": [],
-            "inference_options": {},
-        }
-        created = await send({"type": "threads.create", "params": {"input": user_input}})
+        created = await send(turn_request(MESSAGE))
         thread_id = json.loads(created.splitlines()[0][6:])["thread"]["id"]
-        await send(
-            {
-                "type": "threads.add_user_message",
-                "params": {"thread_id": thread_id, "input": user_input},
-            }
-        )
-        await send(
-            {
-                "type": "threads.add_user_message",
-                "params": {"thread_id": thread_id, "input": user_input},
-            }
-        )
+        await send(turn_request(MESSAGE, thread_id))
+        await send(turn_request(MESSAGE, thread_id))
         await send({"type": "threads.get_by_id", "params": {"thread_id": thread_id}})
         await send({"type": "threads.list", "params": {}})
         await send(
@@ -106,30 +92,18 @@ async def test_a_whole_session_leaks_no_secret_and_logs_no_message_text(
 
 
 async def test_an_unreadable_model_key_parameter_is_named_in_the_logs_not_the_error(
-    table: type[TableRecord],
-    s3: Any,
+    secrets: None,
     fake_openai: FakeOpenAI,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    put_secrets()
     app = build_app(settings(fake_openai, api_key_parameter="/chatkit/missing-key"))
-    token = {"authorization": f"Bearer {mint_token(AUTH_SECRET, 'alice')}"}
-    body = {
-        "type": "threads.create",
-        "params": {
-            "input": {
-                "content": [{"type": "input_text", "text": "hi"}],
-                "attachments": [],
-                "inference_options": {},
-            }
-        },
-    }
+    body = turn_request("hi")
 
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
-        response = await client.post("/chatkit", content=json.dumps(body), headers=token)
+        response = await client.post("/chatkit", content=json.dumps(body), headers=TOKEN)
 
     errors = [
         json.loads(line[6:]) for line in response.text.splitlines() if '"type":"error"' in line

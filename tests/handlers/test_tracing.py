@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,23 +16,12 @@ import pytest
 import tracing
 from settings import Settings
 from tests.support import traced_app
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import run_module
 
 
 def run_traced_app(trace_disabled: str) -> tuple[list[int], list[dict[str, Any]], list[str]]:
     env = {**os.environ, "POWERTOOLS_TRACE_DISABLED": trace_disabled}
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.support.traced_app"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.splitlines()
+    lines = run_module("tests.support.traced_app", env=env, timeout=300).stdout.splitlines()
     documents = [json.loads(line) for line in lines if line.startswith("{")]
     statuses = next(d["statuses"] for d in documents if "statuses" in d)
     entities = [d for d in documents if d.get("type") in ("segment", "subsegment")]
