@@ -102,6 +102,7 @@ class RequestRecord:
     request_id: str | None = None
     user: str | None = None  # pseudonymous (see `pseudonym`), never the token's `sub`
     request_type: str = UNKNOWN_TYPE
+    route: str | None = None  # a REST route's method and path template
     thread_id: str | None = None
     status: int = 200
     error_class: ErrorClass | None = None
@@ -155,6 +156,7 @@ class RequestRecord:
             "request_id": self.request_id,
             "user": self.user,
             "request_type": self.request_type,
+            "route": self.route,
             "thread_id": self.thread_id,
             "status": self.status,
             "outcome": self.error_class or "ok",

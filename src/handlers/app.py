@@ -155,7 +155,6 @@ async def chatkit(
 ) -> Response:
     """One ChatKit request (JSON body, `{"type": ..., "params": ...}`): a stream of events for
     a turn, a JSON answer for the rest."""
-    log.identify(user.user_id)
     try:
         body = await _read_body(request, services.max_request_bytes)
         log.request_type, log.thread_id = _describe(body)

@@ -2,7 +2,8 @@
 
 The routes under `/api/conversations` take the caller from the bearer token (`CurrentUser`,
 as `POST /chatkit` does) and reach threads only through the ChatKit store with it, so another
-user's conversation is never found (404). Lists are paged with opaque cursors
+user's conversation is never found (404); each request is logged and measured as a ChatKit
+request is (`RecordedRoute`). Lists are paged with opaque cursors
 (`handlers.paging`); items are served as the ChatKit endpoint serves them
 (`handlers.transcript`).
 """
@@ -32,6 +33,7 @@ from handlers.paging import (
     every_page,
     next_cursor,
 )
+from handlers.recorded_route import RecordedRoute
 from handlers.transcript import (
     Conversation,
     conversation_of,
@@ -45,7 +47,7 @@ from settings import RequestLimits
 from store import RequestContext
 from store.keys import MAX_ID_LENGTH
 
-router = APIRouter(prefix="/api/conversations", tags=["conversations"])
+router = APIRouter(prefix="/api/conversations", tags=["conversations"], route_class=RecordedRoute)
 
 ConversationId = Annotated[
     str,

@@ -29,6 +29,7 @@ from chatkit.store import Store
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+import telemetry
 from store import RequestContext
 
 Authenticator = Callable[[Request], Awaitable[RequestContext]]
@@ -56,8 +57,13 @@ async def current_user(
     request: Request,
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> RequestContext:
-    """The caller, from its verified bearer token; AuthError (401) when there is none."""
-    return await services(request).authenticate(request)
+    """The caller, from its verified bearer token; AuthError (401) when there is none.
+    The request's record (telemetry) names the caller by a pseudonym."""
+    user = await services(request).authenticate(request)
+    record = telemetry.unfinished()
+    if record is not None:
+        record.identify(user.user_id)
+    return user
 
 
 def chatkit_server(request: Request) -> ChatKitServer[RequestContext]:

@@ -21,6 +21,8 @@ import telemetry
 from agent.request_limits import REQUEST_TYPES
 from agent.server import AssistantServer
 from devtools.tokens import mint_token
+from handlers import conversations
+from handlers.recorded_route import API_TYPE_PREFIX
 from logs import logger
 from settings import Settings
 from store import TableRecord, bind_table, create_table
@@ -145,9 +147,10 @@ def check_document(document: dict[str, Any]) -> dict[str, float]:
     return values
 
 
+API_TYPES = {API_TYPE_PREFIX + route.name for route in conversations.router.routes}  # type: ignore[attr-defined]
 BOUNDED = {
     "service": {SERVICE},
-    "RequestType": {*REQUEST_TYPES, telemetry.UNKNOWN_TYPE, telemetry.INVALID_TYPE},
+    "RequestType": {*REQUEST_TYPES, *API_TYPES, telemetry.UNKNOWN_TYPE, telemetry.INVALID_TYPE},
     "ErrorClass": set(ERROR_CLASSES),
 }
 
@@ -267,6 +270,57 @@ async def test_each_request_type_is_logged_and_measured_once(
             assert record[name] > 0
     else:
         assert "Turns" not in metrics and "input_tokens" not in record
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "route"),
+    [
+        ("GET", "", 200, "list_conversations"),
+        ("GET", "/{id}", 200, "read_conversation"),
+        ("PATCH", "/{id}", 200, "rename_conversation"),
+        ("GET", "/{id}/export?format=markdown", 200, "export_conversation"),
+        ("DELETE", "/{id}", 204, "delete_conversation"),
+        ("GET", "/{id}", 404, "read_conversation"),
+    ],
+    ids=["list", "read", "rename", "export", "delete", "not-found"],
+)
+async def test_each_rest_request_is_logged_and_measured_once(
+    client: httpx.AsyncClient, output: Output, method: str, path: str, status: int, route: str
+) -> None:
+    thread_id = (await thread_with_answer(client))["thread"] if status != 404 else "thr_unknown"
+    output.clear()
+
+    response = await client.request(
+        method,
+        "/api/conversations" + path.format(id=thread_id),
+        json={"title": "Groceries"} if method == "PATCH" else None,
+        headers={**AUTH, "x-request-id": "req-43"},
+    )
+
+    assert response.status_code == status
+    record = the_request(output)
+    assert record["request_id"] == "req-43" and record["request_type"] == f"api.{route}"
+    assert record["route"] == f"{method} /api/conversations{path.split('?')[0]}".replace(
+        "{id}", "{conversation_id}"
+    )
+    assert record["user"] == pseudonym(RAW_USER, USER_ID_KEY) and record["status"] == status
+    assert record["outcome"] == ("ok" if status < 400 else "client")
+    assert record["duration_ms"] > 0 and "first_event_ms" not in record
+    assert record.get("thread_id") == (thread_id if "{id}" in path else None)
+    metrics = metrics_of(output)
+    assert metrics["Requests"] == 1 and metrics[f"RequestType=api.{route}"] == 1
+
+
+async def test_a_rest_request_with_a_refused_token_is_logged_without_a_user(
+    client: httpx.AsyncClient, output: Output
+) -> None:
+    response = await client.get("/api/conversations", headers={"authorization": "Bearer x.y.z"})
+
+    assert response.status_code == 401
+    record = the_request(output)
+    assert record["request_type"] == "api.list_conversations" and record["status"] == 401
+    assert record["outcome"] == "auth" and "user" not in record
+    assert metrics_of(output)["ErrorClass=auth"] == 1
 
 
 async def test_a_turn_counts_its_tool_calls_and_tokens(
