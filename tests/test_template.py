@@ -23,9 +23,11 @@ import pytest
 import yaml
 from aws_lambda_powertools.shared import constants as powertools_constants
 from chatkit.types import ChatKitReq
+from fastapi.routing import APIRoute
 from pydantic import TypeAdapter
 
 from devtools.local import CORS_EXPOSED_HEADERS, CORS_METHODS
+from handlers import conversations
 from settings import PROVIDERS, AuthMode, ReasoningEffort, ReasoningSummary, Settings, variables
 from store import table_schema
 from store.payloads import payload_key
@@ -35,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 LOCAL_INVOKE_ENV = ROOT / "events" / "sam-local-env.json"  # variables, not an event
 EVENTS = sorted(set((ROOT / "events").glob("*.json")) - {LOCAL_INVOKE_ENV})
+API = "/api/"  # the REST API's paths
 
 # Read by the Lambda runtime itself, not by our code or a library of ours.
 RUNTIME_VARIABLES = {"AWS_LAMBDA_EXEC_WRAPPER"}
@@ -618,7 +621,23 @@ def test_there_is_an_event_for_every_chatkit_request_and_for_health() -> None:
     }
 
     assert types == chatkit_request_types()
-    assert paths == {"/chatkit", "/health"}
+    assert {path for path in paths if not path.startswith(API)} == {"/chatkit", "/health"}
+
+
+def test_there_is_an_event_for_every_rest_route() -> None:
+    requests = {
+        (event["requestContext"]["http"]["method"], event["rawPath"])
+        for event in map(load_event, EVENTS)
+        if event["rawPath"].startswith(API)
+    }
+    routes = [route for route in conversations.router.routes if isinstance(route, APIRoute)]
+
+    for route in routes:
+        [method] = route.methods
+        matching = [
+            path for (verb, path) in requests if verb == method and route.path_regex.match(path)
+        ]
+        assert matching, f"no event for {method} {route.path}"
 
 
 @pytest.mark.parametrize("path", EVENTS, ids=[path.stem for path in EVENTS])
@@ -629,7 +648,7 @@ def test_event_is_a_function_url_payload_2_0(path: Path) -> None:
 
     assert event["version"] == "2.0" and event["routeKey"] == "$default"
     assert event["rawPath"] == http["path"]
-    assert http["method"] in {"GET", "POST"} and http["sourceIp"]
+    assert http["method"] in {"GET", "POST", "PATCH", "DELETE"} and http["sourceIp"]
     for key in ("accountId", "apiId", "domainName", "requestId", "time", "timeEpoch"):
         assert context[key], key
     assert context["domainName"] == event["headers"]["host"]
@@ -641,12 +660,15 @@ def test_event_is_a_function_url_payload_2_0(path: Path) -> None:
 @pytest.mark.parametrize("path", EVENTS, ids=[path.stem for path in EVENTS])
 def test_event_body_is_a_valid_chatkit_request(path: Path) -> None:
     event = load_event(path)
-    if event["requestContext"]["http"]["method"] == "GET":
+    if event["requestContext"]["http"]["method"] in ("GET", "DELETE"):
         assert "body" not in event
         return
     body = body_of(event)
 
-    TypeAdapter(ChatKitReq).validate_json(body)
+    if event["rawPath"].startswith(API):
+        conversations.Rename.model_validate_json(body)
+    else:
+        TypeAdapter(ChatKitReq).validate_json(body)
     assert event["headers"]["content-type"] == "application/json"
     assert event["headers"]["content-length"] == str(len(body))
 

@@ -243,3 +243,26 @@ def test_buffered_entry_point_returns_the_whole_stream_at_once(buffered: Any) ->
     events = sse_events(answer["body"].encode())
     assert events[0]["type"] == "thread.created"
     assert events[-1]["type"] in ("thread.item.done", "thread.updated")
+
+
+REST_EVENTS = sorted(path.stem for path in (ROOT / "events").glob("conversations-*.json"))
+SAMPLE_THREAD_ID = "thr_8c2f4a91"  # the conversation the sample events name
+
+
+@pytest.mark.parametrize("name", REST_EVENTS)
+def test_buffered_entry_point_answers_the_rest_sample_events(buffered: Any, name: str) -> None:
+    created = buffered(
+        function_url_event("POST", "/chatkit", create_thread("Hello"), headers=bearer("carol")),
+        LambdaContext("req-3"),
+    )
+    thread_id = sse_events(created["body"].encode())[0]["thread"]["id"]
+    event = sample_event(name, "carol")
+    path = event["rawPath"].replace(SAMPLE_THREAD_ID, thread_id)
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+
+    answer = buffered(event, LambdaContext("req-4"))
+
+    assert 200 <= answer["statusCode"] < 300, answer.get("body")
+    # Each answer is about the conversation just created; a delete's has no body.
+    expected = {"conversations-rename": "Dentist and receipts", "conversations-delete": ""}
+    assert expected.get(name, "Hello") in answer.get("body", "")
