@@ -4,6 +4,7 @@
     ./scripts/chat --thread thr_123 "show my tasks"  # continue a thread
     ./scripts/chat --list                            # your threads
     ./scripts/chat --thread thr_123 --history        # a thread's items
+    ./scripts/chat --attach notes.txt "what is in this file?"  # upload, then ask about it
     ./scripts/chat --url https://xyz.lambda-url.eu-west-1.on.aws/chatkit --token "$TOKEN" "hi"
 
 It speaks the ChatKit protocol over HTTP with httpx and the standard library only, so it does
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import mimetypes
 import os
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit
 
@@ -104,14 +107,17 @@ class ChatClient:
     def close(self) -> None:
         self.http.close()
 
-    def send(self, text: str, thread_id: str | None = None) -> str | None:
-        """Send a message (a new thread unless `thread_id`), print the answer as it streams.
+    def send(
+        self, text: str, thread_id: str | None = None, attachments: Sequence[str] = ()
+    ) -> str | None:
+        """Send a message (a new thread unless `thread_id`) with the uploaded `attachments`
+        (their ids), print the answer as it streams.
 
         Returns the thread id. Raises ChatError on an HTTP error or an `error` event.
         """
         user_input = {
             "content": [{"type": "input_text", "text": text}],
-            "attachments": [],
+            "attachments": list(attachments),
             "inference_options": {},
         }
         if thread_id is None:
@@ -129,6 +135,37 @@ class ChatClient:
         if printer.error is not None:
             raise ChatError(printer.error)
         return printer.thread_id
+
+    def attach(self, path: Path) -> str:
+        """Upload a file as the ChatKit widget does (two phases: `attachments.create` declares
+        it, its bytes go to the upload URL the server hands out); returns the attachment id.
+
+        Raises ChatError when the file cannot be read, is refused, or does not upload.
+        """
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise ChatError(f"cannot read {path}: {error.strerror}") from None
+        mime_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        declared = {"name": path.name, "size": len(data), "mime_type": mime_type}
+        attachment = self._call("attachments.create", declared)
+        upload = attachment.get("upload_descriptor")
+        if upload:
+            # The upload URL is presigned: it carries its own authorization, not our token.
+            try:
+                response = httpx.request(
+                    upload.get("method", "PUT"),
+                    upload["url"],
+                    content=data,
+                    headers=upload.get("headers") or {},
+                    timeout=TIMEOUT,
+                )
+            except httpx.TransportError as error:
+                raise ChatError(f"upload of {path.name} failed: {type(error).__name__}") from None
+            if response.is_error:
+                raise ChatError(f"upload of {path.name} failed: HTTP {response.status_code}")
+        print(f"[attached] {path.name} ({mime_type}, {len(data)} bytes)", file=self.out)
+        return str(attachment["id"])
 
     def list_threads(self, limit: int) -> None:
         """Print the newest `limit` threads: id, created_at, title."""
@@ -370,6 +407,14 @@ def _parser() -> argparse.ArgumentParser:
         help=f"local only: sign a dev token for this user (default {DEFAULT_USER})",
     )
     parser.add_argument("--thread", metavar="ID", help="continue this thread")
+    parser.add_argument(
+        "--attach",
+        metavar="PATH",
+        action="append",
+        default=[],
+        type=Path,
+        help="upload this file and send it with the message (repeatable)",
+    )
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--list", action="store_true", help="list your threads")
     action.add_argument("--history", action="store_true", help="print --thread's items")
@@ -387,8 +432,8 @@ def main(
         parser.error("--history needs --thread ID")
     if not (options.list or options.history) and not options.message:
         parser.error('say something: scripts/chat "add a task to buy milk" (or --list)')
-    if (options.list or options.history) and options.message:
-        parser.error("--list and --history take no message")
+    if (options.list or options.history) and (options.message or options.attach):
+        parser.error("--list and --history take no message or attachment")
     try:
         token = resolve_token(options.url, options.token, options.user)
         client = ChatClient(options.url, token, out, err)
@@ -398,7 +443,8 @@ def main(
             elif options.history:
                 client.history(options.thread)
             else:
-                client.send(options.message, options.thread)
+                attachments = [client.attach(path) for path in options.attach]
+                client.send(options.message, options.thread, attachments)
         finally:
             client.close()
     except ChatError as error:

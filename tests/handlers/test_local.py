@@ -202,6 +202,29 @@ def test_task_list_prints_as_the_widget_copy_text(server: LocalServer) -> None:
     assert "[widget] 1 task, 0 done\n         #1 [ ] buy milk\n" in result.stdout
 
 
+def test_an_attached_file_is_uploaded_and_answered_from(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello world")
+
+    result = chat(server, "--user", "attacher", "--attach", str(notes), "what is in my file?")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[attached] notes.txt (text/plain, 11 bytes)\n")
+    assert "[workflow] Files assistant is answering" in result.stdout
+    assert 'notes.txt (text/plain, 11 bytes) starting "hello world"' in result.stdout
+
+
+def test_an_unreadable_attachment_fails_before_anything_is_sent(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    result = chat(server, "--user", "attacher", "--attach", str(tmp_path / "missing.txt"), "hi")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot read ")
+
+
 def test_list_shows_the_users_threads(server: LocalServer) -> None:
     thread_id = thread_id_of(chat(server, "--user", "threads", "add a task to buy milk").stdout)
 
