@@ -4,11 +4,11 @@
         [--max-bytes N] [--summary FILE.json]
 
 It fails (exit 1, one FAIL line per problem) when the artifact is over its size limit, holds a
-test-only package or a dev-only distribution, lacks a runtime dependency or a file of src/ (or
-an executable bit), holds a binary for another architecture, or holds a `.py` without CPython
-3.13 bytecode compiled in unchecked-hash mode (Lambda's task root is read-only: a module without
-valid bytecode is compiled from source on every cold start). It prints what the artifact
-contains, and writes it as JSON with --summary.
+test-only package, a dev-only distribution or a dependency's test suite, lacks a runtime
+dependency or a file of src/ (or an executable bit), holds a binary for another architecture, or
+holds a `.py` without CPython 3.13 bytecode compiled in unchecked-hash mode (Lambda's task root is
+read-only: a module without valid bytecode is compiled from source on every cold start). It
+prints what the artifact contains, and writes it as JSON with --summary.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ SOURCE = REPO_ROOT / "src"
 # Never shipped: the dev group's tools, by import name (a dev-only distribution is caught too).
 TEST_ONLY_PACKAGES = ("pytest", "_pytest", "pytest_asyncio", "moto", "ruff", "mypy", "mypyc")
 TEST_ONLY_PATTERNS = ("boto3_stubs", "mypy_boto3_*", "devtools", "tests", "bench")
+# A dependency's own test suite or test doubles (jsonschema/tests, agents/testing): never imported.
+TEST_SUITE_NAMES = ("tests", "test", "testing")
 # CPython 3.13's bytecode magic number, and the flags of an unchecked hash-based .pyc.
 PYTHON_TAG = "cpython-313"
 MAGIC_313 = (3571).to_bytes(2, "little") + b"\r\n"
@@ -144,6 +146,16 @@ def packaging_problems(artifact: Path, dev_only: set[str]) -> list[str]:
     return problems
 
 
+def bundled_test_suites(artifact: Path) -> list[str]:
+    """Test suites that dependencies ship inside their packages (`package/tests/`)."""
+    return [
+        f"{suite.relative_to(artifact)}/ (a dependency's test suite) is in the artifact"
+        for name in TEST_SUITE_NAMES
+        for suite in sorted(artifact.glob(f"*/{name}"))
+        if suite.is_dir()
+    ]
+
+
 def source_problems(artifact: Path) -> list[str]:
     """Files of src/ missing from the artifact or shipped without their executable bit."""
     problems = []
@@ -195,6 +207,7 @@ def check(artifact: Path, architecture: str, max_bytes: int) -> tuple[Summary, l
     if summary.total_bytes > max_bytes:
         problems.append(f"the artifact is {summary.total_bytes / 1e6:.1f} MB, over the limit")
     problems += packaging_problems(artifact, locked_names("dev") - locked_names())
+    problems += bundled_test_suites(artifact)
     problems += source_problems(artifact)
     problems += architecture_problems(artifact, architecture)
     problems += bytecode_problems(artifact)

@@ -1,4 +1,5 @@
-"""The artifact check refuses modules Lambda would compile from source on every cold start."""
+"""The artifact check refuses modules Lambda would compile from source on every cold start, and
+the test suites dependencies ship inside their packages."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.check_artifact import bytecode_problems
+from devtools.check_artifact import bundled_test_suites, bytecode_problems
 
 pytestmark = pytest.mark.skipif(
     sys.version_info[:2] != (3, 13), reason="compiles CPython 3.13 bytecode"
@@ -46,3 +47,14 @@ def test_bytecode_lambda_would_revalidate_fails(
 
     [problem] = bytecode_problems(tmp_path)
     assert "not unchecked-hash" in problem
+
+
+def test_a_dependencys_test_suite_fails(tmp_path: Path) -> None:
+    for suite in ("jsonschema/tests", "agents/testing", "pkg/sub/tests"):
+        (tmp_path / suite).mkdir(parents=True)
+    (tmp_path / "pkg" / "test").write_text("a file, not a suite\n")
+
+    assert bundled_test_suites(tmp_path) == [
+        "jsonschema/tests/ (a dependency's test suite) is in the artifact",
+        "agents/testing/ (a dependency's test suite) is in the artifact",
+    ]
