@@ -11,7 +11,9 @@ Errors become answers in one place, the error map (`handlers.error_map`).
 Adding a route: write an `APIRouter` in a module of its own, take what it needs from
 `handlers.dependencies` (`CurrentUser`: the verified user; `ThreadStore`: the store;
 `Server`: the ChatKit server), raise the error types of `errors` for a client's mistake (the
-error map answers them), and include it in `create_app` with `app.include_router(router)`.
+error map answers them), and include it in `create_app` with `app.include_router(router)`, or,
+when only some requests use it, as `DeferredRoutes` (declared on its first request, as the REST
+API is: `handlers.deferred_routes`).
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ from errors import (
     is_error_event,
     sse_message,
 )
-from handlers import conversations
 from handlers.auth import request_id_of
+from handlers.deferred_routes import DeferredRoutes, include_deferred
 from handlers.dependencies import AppServices, Authenticator, CurrentUser, Services
 from handlers.error_map import EXCEPTION_HANDLERS, error_response
 from logs import logger
@@ -102,7 +104,8 @@ def create_app(
     )
     app.state.services = Services(server, authenticate, max_request_bytes, max_turn_seconds)
     app.include_router(router)
-    app.include_router(conversations.router)
+    # The REST API's routes are declared on their first request (`handlers.deferred_routes`).
+    app.router.routes.append(DeferredRoutes(app, "/api/conversations", _conversations))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -113,6 +116,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     Built on the first request for it (never during init): the ChatKit types' schema is large.
     """
     if app.openapi_schema is None:
+        include_deferred(app)
         from chatkit.types import ChatKitReq
         from fastapi.openapi.utils import get_openapi
         from pydantic import TypeAdapter
@@ -130,6 +134,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+def _conversations() -> APIRouter:
+    from handlers.conversations import router
+
+    return router
+
+
 router = APIRouter()
 
 
@@ -143,7 +153,16 @@ async def request_record(request: Request) -> RequestRecord:
 Record = Annotated[RequestRecord, Depends(request_record)]
 
 
-@router.get("/health")
+# No response model: declaring one would make FastAPI import pydantic's v1 layer during init.
+HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The function answers.",
+        "content": {"application/json": {"example": {"status": "ok"}}},
+    }
+}
+
+
+@router.get("/health", response_model=None, responses=HEALTH_RESPONSES)
 async def health() -> dict[str, str]:
     """Liveness: the function answers (no dependency is called)."""
     return {"status": "ok"}

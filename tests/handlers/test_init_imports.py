@@ -1,7 +1,8 @@
 """The function's init (the streaming loop's module and `build_app()`) imports what every
 request needs and leaves out what only some requests use; those modules are imported when first
 needed: boto3 and s3transfer with the S3 client (uploads, very large items), Powertools'
-parameters with the first secret read from SSM, the Bedrock provider when chosen.
+parameters with the first secret read from SSM, the Bedrock provider when chosen, the REST API's
+routes (and the pydantic v1 layer FastAPI imports to declare them) with its first request.
 
 Each check runs in a fresh interpreter, as a cold start does.
 """
@@ -21,6 +22,8 @@ ONLY_SOME_REQUESTS = (
     "s3transfer",
     "aws_lambda_powertools.utilities.parameters",
     "agent.bedrock",
+    "handlers.conversations",
+    "pydantic.v1",
 )
 CONFIGURATIONS = {
     "dev secret, offline model": "auth_dev_secret='x' * 40",

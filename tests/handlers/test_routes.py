@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI
 
 from devtools.tokens import mint_token
 from errors import LimitExceededError
+from handlers.deferred_routes import DeferredRoutes
 from handlers.dependencies import CurrentUser, ThreadStore
 from handlers.main import build_app
 from store import TableRecord
@@ -98,3 +99,27 @@ async def test_no_api_docs_unless_asked_for(table: type[TableRecord], s3: Any) -
     body = chatkit["requestBody"]["content"]["application/json"]["schema"]
     assert "threads.create" in str(schema["components"]["schemas"]) and body
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+async def test_the_rest_api_is_declared_on_its_first_request(
+    table: type[TableRecord], s3: Any
+) -> None:
+    app = build_app(app_settings(auth_dev_secret=SECRET))
+    [deferred] = [route for route in app.router.routes if isinstance(route, DeferredRoutes)]
+    position = app.router.routes.index(deferred)
+
+    async with client_of(app) as client:
+        unauthenticated = await client.get("/api/conversations")
+        listed = await client.get("/api/conversations", headers=AUTH)
+        again = await client.get("/api/conversations?limit=2", headers=AUTH)
+        wrong_method = await client.put("/api/conversations/thr_1", headers=AUTH)
+        unknown = await client.get("/api/conversations/thr_1/nothing", headers=AUTH)
+        elsewhere = await client.get("/api/conversationsx", headers=AUTH)
+
+    assert unauthenticated.status_code == 401
+    assert listed.status_code == 200 and listed.json()["data"] == []
+    assert again.status_code == 200
+    assert wrong_method.status_code == 405
+    assert unknown.status_code == 404 and elsewhere.status_code == 404
+    assert deferred not in app.router.routes
+    assert len(app.router.routes) == position + 1  # declared where the placeholder was, once
