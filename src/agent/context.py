@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from chatkit.agents import AgentContext
 from chatkit.types import Attachment
-from pydantic import Field, SkipValidation
+from pydantic import ConfigDict, Field, SkipValidation
 
 from store.context import RequestContext
 from store.tasks import TaskStore
@@ -24,6 +24,9 @@ class AssistantContext(AgentContext[RequestContext]):
     `thread_updates` are changes to the thread's metadata (the specialist answering), saved
     with the turn's last write.
     """
+
+    # Built with the first turn, not at import: requests that run no turn never need it.
+    model_config = ConfigDict(defer_build=True)
 
     tasks: Annotated[TaskStore, SkipValidation]
     turn_key: str | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chatkit.types import Attachment, Thread, ThreadItem, ThreadMetadata, UserMessageItem
-from pydantic import TypeAdapter
+from pydantic import ConfigDict, TypeAdapter
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
@@ -27,8 +27,10 @@ from store.rows import RowWrite, naive_again, stored_json
 from store.table import TableRecord
 from store.uploads import UploadBucket
 
-THREAD_ITEM = TypeAdapter[ThreadItem](ThreadItem)
-ATTACHMENT = TypeAdapter[Attachment](Attachment)
+# Their validators are built on first use, not at import: a cold start that serves no item yet
+# (a thread list, the REST API) never builds them.
+THREAD_ITEM = TypeAdapter[ThreadItem](ThreadItem, config=ConfigDict(defer_build=True))
+ATTACHMENT = TypeAdapter[Attachment](Attachment, config=ConfigDict(defer_build=True))
 
 
 @dataclass(frozen=True)
