@@ -201,6 +201,23 @@ async def test_a_new_thread_left_before_its_title_is_titled_from_its_first_messa
     assert thread.title == "Help me plan a picnic this weekend"
 
 
+async def test_a_client_that_leaves_after_a_handoff_keeps_the_specialist_for_the_next_turn(
+    observed: ObservedStore, tasks: TaskStore, alice: RequestContext
+) -> None:
+    server = AssistantServer(observed, tasks, offline_models(0.01), TurnLimits())
+
+    received = await stream_then_leave(
+        create_app(server, as_alice),
+        create_thread("tell me a long story"),
+        leave_when=lambda events: deltas(events) >= 2,
+        stop_reading=True,
+    )
+    await asyncio.wait_for(observed.turn_ended.wait(), timeout=30)
+
+    thread = await observed.load_thread(received[0]["thread"]["id"], alice)
+    assert thread.metadata.get("specialist") == "general"
+
+
 @pytest.fixture
 def los_angeles(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("TZ", "America/Los_Angeles")
