@@ -164,6 +164,33 @@ async def call_asgi(app: Any, method: str, path: str, query: str = "") -> tuple[
     return status, bytes(body)
 
 
+@contextmanager
+def offline_table_and_bucket(table_name: str, bucket: str) -> Iterator[tuple[Any, Any]]:
+    """moto's in-process AWS holding the store's table and a bucket: (the table's record
+    class, the S3 client)."""
+    import boto3
+    from moto import mock_aws
+
+    from store import bind_table, create_table  # src is on the path by now (use_offline_aws)
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=bucket)
+        record = bind_table(table_name, region="us-east-1")
+        create_table(record)
+        yield record, s3
+
+
+def verdict(problems: list[str], runtime: float) -> bool:
+    """Print a FAIL line per problem (PASS without any) and the runtime; whether it passed."""
+    for problem in problems:
+        print(f"- FAIL: {problem}")
+    if not problems:
+        print("- PASS")
+    print(f"\nruntime: {runtime:.1f} s")
+    return not problems
+
+
 def seed_item(store: Any, thread_id: str, item: Any, user_id: str) -> None:
     """Write an item's row exactly as the store would, as one UpdateItem without the check
     of its thread row (seeding thousands of rows through transactions is slow on moto)."""

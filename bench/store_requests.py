@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 from chatkit.server import ChatKitServer
 from chatkit.store import NotFoundError
 from chatkit.types import (
@@ -42,7 +41,6 @@ from chatkit.types import (
     UserMessageItem,
     UserMessageTextContent,
 )
-from moto import mock_aws
 from moto.dynamodb.models.table import RESULT_SIZE_LIMIT
 
 from counting import (
@@ -50,9 +48,11 @@ from counting import (
     RequestCounter,
     call_chatkit,
     describe,
+    offline_table_and_bucket,
     seed_item,
     use_offline_aws,
     user_input,
+    verdict,
 )
 
 use_offline_aws()
@@ -62,8 +62,6 @@ from store import (  # noqa: E402
     PayloadBucket,
     RequestContext,
     TableRecord,
-    bind_table,
-    create_table,
 )
 from store.keys import created_sort_key  # noqa: E402
 from store.table import table_connection  # noqa: E402
@@ -71,7 +69,6 @@ from store.table import table_connection  # noqa: E402
 SIZES = (10, 1_000, 10_000)
 TABLE_NAME = "chatkit-bench"
 BUCKET = "chatkit-bench-payloads"
-REGION = "us-east-1"
 PAGE_LIMIT = 20  # chatkit's DEFAULT_PAGE_SIZE
 RESPOND_HISTORY = 30  # what the bench server's respond() loads
 FILLER_THREADS = 24  # so a user's thread list is more than one page
@@ -275,7 +272,7 @@ class Bench:
 
     # -- seeding (not counted) ----------------------------------------------------------
 
-    def seed(self, size: int) -> Scenario:
+    async def seed(self, size: int) -> Scenario:
         rng = random.Random(size)
         user = f"bench-user-{size}"
         ctx = RequestContext(user_id=user)
@@ -287,7 +284,7 @@ class Bench:
                 title=f"Conversation {index}",
                 created_at=base + timedelta(minutes=index),
             )
-            self.store._save_thread(thread, RequestContext(user_id=user))
+            await self.store.save_thread(thread, ctx)
             threads.append(thread)
         main, delete_store, delete_chatkit = threads[-3:]
         used: set[str] = set()
@@ -497,7 +494,7 @@ class Bench:
     async def offloaded_item(self) -> None:
         ctx = RequestContext(user_id="bench-user-offload")
         thread = ThreadMetadata(id="thr_offload", created_at=datetime.now(UTC))
-        self.store._save_thread(thread, ctx)
+        await self.store.save_thread(thread, ctx)
         rng = random.Random(7)
         # Random text barely compresses: ~400 KB compressed, above the 300 KB threshold.
         text = base64.b64encode(rng.randbytes(400_000)).decode()
@@ -521,7 +518,7 @@ class Bench:
         """A page of rows that stay in DynamoDB but are large: one page is several Queries."""
         ctx = RequestContext(user_id="bench-user-large-rows")
         thread = ThreadMetadata(id="thr_largerows", created_at=datetime.now(UTC))
-        self.store._save_thread(thread, ctx)
+        await self.store.save_thread(thread, ctx)
         rng = random.Random(11)
         count = PAGE_LIMIT + 1
         self.sizes.active = True
@@ -655,25 +652,15 @@ def check(bench: Bench, runtime: float) -> bool:
         "pages (lists, get_by_id) <= 2; ChatKit turns (create, add_user_message) are only "
         "checked for constancy; the large-item sections are not checked"
     )
-    if problems:
-        for problem in problems:
-            print(f"- FAIL: {problem}")
-    else:
-        print("- PASS")
-    print(f"\nruntime: {runtime:.1f} s")
-    return not problems
+    return verdict(problems, runtime)
 
 
 async def run() -> bool:
-    with mock_aws():
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        record = bind_table(TABLE_NAME, region=REGION)
-        create_table(record)
+    with offline_table_and_bucket(TABLE_NAME, BUCKET) as (record, s3):
         bench = Bench(record, s3)
         for size in SIZES:
             log(f"seeding {size:,} items x 3 threads")
-            scenario = bench.seed(size)
+            scenario = await bench.seed(size)
             log(f"measuring store methods at {size:,} items")
             await bench.store_methods(scenario)
             log(f"measuring ChatKit operations at {size:,} items")

@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageItem,
@@ -55,7 +54,6 @@ from chatkit.types import (
     UserMessageItem,
     UserMessageTextContent,
 )
-from moto import mock_aws
 
 from counting import (
     Measurement,
@@ -63,9 +61,11 @@ from counting import (
     call_asgi,
     call_chatkit,
     describe,
+    offline_table_and_bucket,
     seed_item,
     use_offline_aws,
     user_input,
+    verdict,
 )
 
 use_offline_aws()
@@ -81,9 +81,8 @@ from store import (  # noqa: E402
     RequestContext,
     TableRecord,
     TaskStore,
-    bind_table,
-    create_table,
 )
+from store.table import table_connection  # noqa: E402
 
 SIZES = (10, 1_000)
 WARMUP_TURNS = 3
@@ -95,7 +94,6 @@ REST_PAGE_LIMIT = 8
 REST_CURSOR_INDEX = 1  # the page starts after the second seeded item
 TABLE_NAME = "chatkit-bench-turns"
 BUCKET = "chatkit-bench-turns-payloads"
-REGION = "us-east-1"
 USER = "bench-turns-user"
 TEXT_MESSAGE = "Tell me something nice"
 TOOL_MESSAGE = "show my tasks"
@@ -249,7 +247,7 @@ class Bench:
         self.server = AssistantServer(self.store, self.tasks, models, TurnLimits())
         self.ctx = RequestContext(user_id=USER)
         self.app = create_app(self.server, self.authenticate)
-        client = record._get_connection().connection.client
+        client = table_connection(record).connection.client
         self.dynamodb_client = client
         self.counter = RequestCounter(client, s3)
         self.trace = RequestTrace(client)
@@ -267,15 +265,15 @@ class Bench:
 
     # -- seeding (not counted) ----------------------------------------------------------
 
-    def seed_tasks(self) -> None:
+    async def seed_tasks(self) -> None:
         for title in TASK_TITLES:
-            self.tasks._add(title, USER)
+            await self.tasks.add(title, self.ctx)
 
-    def seed_thread(self, size: int) -> ThreadMetadata:
+    async def seed_thread(self, size: int) -> ThreadMetadata:
         """A thread of `size` alternating user / assistant messages, written row by row."""
         base = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
         thread = ThreadMetadata(id=f"thr_seeded{size}", title="Seeded", created_at=base)
-        self.store._save_thread(thread, self.ctx)
+        await self.store.save_thread(thread, self.ctx)
         for index in range(size):
             created = base + timedelta(seconds=index)
             item_id = f"{SEED_PREFIX}{index:06d}"
@@ -298,30 +296,30 @@ class Bench:
             seed_item(self.store, thread.id, item, USER)
         return thread
 
-    def restore(self, thread: ThreadMetadata) -> int:
+    async def restore(self, thread: ThreadMetadata) -> int:
         """Delete the items and tasks turns added after the seeded ones; return how many
         items there were."""
-        newest = self.store._load_thread_items(thread.id, None, 20, "desc", USER).data
-        added = [item for item in newest if not item.id.startswith(SEED_PREFIX)]
+        newest = await self.store.load_thread_items(thread.id, None, 20, "desc", self.ctx)
+        added = [item for item in newest.data if not item.id.startswith(SEED_PREFIX)]
         for item in added:
-            self.store._delete_item(thread.id, item.id, USER)
-        for task in self.tasks._load_tasks(USER)[len(TASK_TITLES) :]:
-            self.tasks._delete(task.number, USER)
+            await self.store.delete_thread_item(thread.id, item.id, self.ctx)
+        for task in (await self.tasks.load_tasks(self.ctx))[len(TASK_TITLES) :]:
+            await self.tasks.delete(task.number, self.ctx)
         return len(added)
 
-    def prepare(self, row: Row) -> None:
+    async def prepare(self, row: Row) -> None:
         """Make the thread's last specialist the one of the row's kind (not counted)."""
         if row.thread is not None and row.kind != "rest":
             specialist = SPECIALISTS[row.kind]
             metadata = {"specialist": specialist} if specialist else {}
             update = {"metadata": metadata}
-            self.store._save_thread(row.thread.model_copy(update=update), self.ctx)
+            await self.store.save_thread(row.thread.model_copy(update=update), self.ctx)
 
     # -- measuring ------------------------------------------------------------------------
 
     async def turn(self, row: Row) -> tuple[Sample, list[dict[str, Any]]]:
         # PynamoDB recreates its client if credentials vanish; the handlers would be lost.
-        assert self.record._get_connection().connection.client is self.dynamodb_client
+        assert table_connection(self.record).connection.client is self.dynamodb_client
         request = row.request
         with self.counter.measure() as m, self.trace.trace() as trace:
             moto_before = self.moto.seconds
@@ -367,14 +365,14 @@ class Bench:
         gc.freeze()
         for round_index in range(WARMUP_TURNS + MEASURED_TURNS):
             for row in self.rows:
-                self.prepare(row)
+                await self.prepare(row)
                 sample, events = await self.turn(row)
                 if round_index == WARMUP_TURNS:
                     self.check_answer(row, events)
                 if round_index >= WARMUP_TURNS:
                     row.samples.append(sample)
                 if row.thread is not None and row.kind != "rest":
-                    added = self.restore(row.thread)
+                    added = await self.restore(row.thread)
                     expected = len(ADDED[row.kind])
                     where = f"{row.kind} turn at {row.label}"
                     self.expect(added == expected, f"{where}: {added} items, not {expected}")
@@ -539,27 +537,17 @@ def check(bench: Bench, runtime: float) -> bool:
         f"at most {REST_BUDGET}; every "
         "answer has the expected items (and the widget shows all 5 tasks)"
     )
-    if problems:
-        for problem in problems:
-            print(f"- FAIL: {problem}")
-    else:
-        print("- PASS")
-    print(f"\nruntime: {runtime:.1f} s")
-    return not problems
+    return verdict(problems, runtime)
 
 
 async def run() -> bool:
-    with mock_aws():
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        record = bind_table(TABLE_NAME, region=REGION)
-        create_table(record)
+    with offline_table_and_bucket(TABLE_NAME, BUCKET) as (record, s3):
         bench = Bench(record, s3)
-        bench.seed_tasks()
+        await bench.seed_tasks()
         threads = {}
         for size in SIZES:
             log(f"seeding a thread of {size:,} items")
-            threads[size] = bench.seed_thread(size)
+            threads[size] = await bench.seed_thread(size)
         for kind in KINDS:
             for size in SIZES:
                 bench.add_row(kind, threads[size], size)
