@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from chatkit.server import StreamingResult
 from chatkit.store import NotFoundError
+from chatkit.types import ThreadMetadata
 from starlette.requests import Request
 
 from agent.server import AssistantServer, TurnLimits
@@ -184,37 +185,35 @@ async def test_the_partial_answer_kept_is_exactly_what_the_client_received(
     assert answer.content[0].text == shown  # type: ignore[union-attr]
 
 
-async def test_a_new_thread_left_before_its_title_is_titled_from_its_first_message(
-    observed: ObservedStore, tasks: TaskStore, alice: RequestContext
-) -> None:
+async def left_new_thread(
+    observed: ObservedStore, tasks: TaskStore, alice: RequestContext, text: str
+) -> ThreadMetadata:
+    """The thread of a first message `text` whose client left two words into the answer,
+    once its turn has ended."""
     server = AssistantServer(observed, tasks, offline_models(0.01), TurnLimits())
-
     received = await stream_then_leave(
         create_app(server, as_alice),
-        create_thread("help me plan a picnic this weekend"),
+        create_thread(text),
         leave_when=lambda events: deltas(events) >= 2,
         stop_reading=True,
     )
     await asyncio.wait_for(observed.turn_ended.wait(), timeout=30)
+    return await observed.load_thread(received[0]["thread"]["id"], alice)
 
-    thread = await observed.load_thread(received[0]["thread"]["id"], alice)
+
+async def test_a_new_thread_left_before_its_title_is_titled_from_its_first_message(
+    observed: ObservedStore, tasks: TaskStore, alice: RequestContext
+) -> None:
+    thread = await left_new_thread(observed, tasks, alice, "help me plan a picnic this weekend")
+
     assert thread.title == "Help me plan a picnic this weekend"
 
 
 async def test_a_client_that_leaves_after_a_handoff_keeps_the_specialist_for_the_next_turn(
     observed: ObservedStore, tasks: TaskStore, alice: RequestContext
 ) -> None:
-    server = AssistantServer(observed, tasks, offline_models(0.01), TurnLimits())
+    thread = await left_new_thread(observed, tasks, alice, "tell me a long story")
 
-    received = await stream_then_leave(
-        create_app(server, as_alice),
-        create_thread("tell me a long story"),
-        leave_when=lambda events: deltas(events) >= 2,
-        stop_reading=True,
-    )
-    await asyncio.wait_for(observed.turn_ended.wait(), timeout=30)
-
-    thread = await observed.load_thread(received[0]["thread"]["id"], alice)
     assert thread.metadata.get("specialist") == "general"
 
 
