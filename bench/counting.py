@@ -181,6 +181,22 @@ def offline_table_and_bucket(table_name: str, bucket: str) -> Iterator[tuple[Any
         yield record, s3
 
 
+def forget_moto_instances() -> None:
+    """Let go of every object moto created so far that it no longer uses.
+
+    moto keeps each instance of its models in a class-level list (`instances_tracked`, for
+    its /moto-api/ view), forever; its TransactWriteItems deep-copies the whole table first
+    (to roll back), so every transaction leaves a copy of the table alive. Over a long run
+    that is gigabytes of live objects, and each full garbage collection scans them all: a
+    pause of seconds that lands in whichever turn allocates (with the GIL held, every
+    thread stalls). The bench calls this between turns, untimed."""
+    from moto.core.base_backend import model_data
+
+    for models in model_data.values():
+        for model in models.values():
+            model.instances_tracked.clear()
+
+
 def verdict(problems: list[str], runtime: float) -> bool:
     """Print a FAIL line per problem (PASS without any) and the runtime; whether it passed."""
     for problem in problems:

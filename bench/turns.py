@@ -61,6 +61,7 @@ from counting import (
     call_asgi,
     call_chatkit,
     describe,
+    forget_moto_instances,
     offline_table_and_bucket,
     seed_item,
     use_offline_aws,
@@ -371,6 +372,7 @@ class Bench:
                     self.check_answer(row, events)
                 if round_index >= WARMUP_TURNS:
                     row.samples.append(sample)
+                forget_moto_instances()  # or the table copies moto keeps slow every GC
                 if row.thread is not None and row.kind != "rest":
                     added = await self.restore(row.thread)
                     expected = len(ADDED[row.kind])
