@@ -17,8 +17,9 @@ these once, in the same order, so the paired ratios compare starts made under th
 - **no bytecode**: the same artifact without its `__pycache__` directories (what a build that
   installs without compiling ships: every module compiled on every cold start);
 - **floor**: `python -c "import chatkit.server"` from the artifact with its bytecode (the same
-  dependencies, compiled), to its end; then `import handlers.main` and `build_app()` the same
-  way: what each step adds.
+  dependencies, compiled), to its end; then the floor with FastAPI (`import chatkit.server,
+  fastapi, fastapi.security`: what the web framework costs by itself), `import handlers.main`
+  and `build_app()` the same way: what each step adds.
 
 Each start also reports its CPU time (user + system, from /proc) until `/next` or the end of the
 import. With valgrind installed (`apt-get install valgrind`), the instructions each of the
@@ -81,10 +82,20 @@ TABLE, BUCKET = "chatkit-bench", "chatkit-bench-uploads"
 SECRET_PARAMETER = "/chatkit-lambda/auth-secret"
 SECRET = "bench-secret-that-is-long-enough-for-hs256"
 FLOOR = "import chatkit.server"
+# The web framework the app is built on, on top of the floor: what FastAPI itself costs.
+WITH_FASTAPI = "import chatkit.server, fastapi, fastapi.security"
 # What the entry point adds to the floor, step by step (same interpreter, same task root).
 IMPORTS = "import handlers.main"
 BUILT = "from handlers.main import build_app; build_app()"
-STARTS = ("artifact", "tracing on", "no bytecode", "floor", "app imports", "app built")
+STARTS = (
+    "artifact",
+    "tracing on",
+    "no bytecode",
+    "floor",
+    "floor + FastAPI",
+    "app imports",
+    "app built",
+)
 TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 # The harness's instrument (a usercustomize logging compilations) is for the tests only.
 INSTRUMENT = ("PYTHONUSERBASE", "HARNESS_COMPILED_LOG", "HARNESS_MARKS")
@@ -328,6 +339,7 @@ def measure(workspace: Path, moto_url: str, rounds: int, instructions: bool) -> 
         "tracing on": lambda: cold_start(with_bytecode, runtime, moto_url, tracing=True),
         "no bytecode": lambda: cold_start(fresh(without), runtime, moto_url),
         "floor": lambda: python_until_ready(with_bytecode, FLOOR, moto_url),
+        "floor + FastAPI": lambda: python_until_ready(with_bytecode, WITH_FASTAPI, moto_url),
         "app imports": lambda: python_until_ready(with_bytecode, IMPORTS, moto_url),
         "app built": lambda: python_until_ready(with_bytecode, BUILT, moto_url),
     }
@@ -359,9 +371,9 @@ def tracing_cost(runs: Runs, metric: str) -> float:
     return float(statistics.median(getattr(t, metric) - getattr(a, metric) for t, a in pairs))
 
 
-def paired(runs: Runs, metric: str) -> float:
-    """Median over the rounds of artifact / floor, each pair started in the same round."""
-    pairs = zip(runs.starts["artifact"], runs.starts["floor"], strict=True)
+def paired(runs: Runs, metric: str, start: str = "artifact") -> float:
+    """Median over the rounds of `start` / floor, each pair started in the same round."""
+    pairs = zip(runs.starts[start], runs.starts["floor"], strict=True)
     return float(statistics.median(getattr(a, metric) / getattr(f, metric) for a, f in pairs))
 
 
@@ -388,6 +400,8 @@ def report(runs: Runs) -> int:
         f"\nartifact / floor to /next (median of the paired ratios): {wall:.2f}x wall, "
         f"{cpu:.2f}x CPU (target {TARGET}x); without bytecode: {slow:.2f}x the artifact"
     )
+    framework = paired(runs, "cpu", "floor + FastAPI")
+    print(f"FastAPI on top of the floor: {framework:.3f}x the floor's CPU (median of the pairs)")
     print(
         "tracing on - off (median of the paired differences): "
         f"{ms(tracing_cost(runs, 'ready'))} ms to /next, "
