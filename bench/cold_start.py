@@ -23,9 +23,10 @@ these once, in the same order, so the paired ratios compare starts made under th
 
 Each start also reports its CPU time (user + system, from /proc) until `/next` or the end of the
 import. With valgrind installed (`apt-get install valgrind`), the instructions each of the
-artifact (to its first `/next`) and the floor execute are counted once more (cachegrind; a
-count does not depend on the machine's load, unlike times; `--no-instructions` skips it, which
-saves ~5 minutes on a loaded machine; perf's hardware counters need a PMU, which VMs often lack).
+artifact (to its first `/next`), the floor and the floor with FastAPI execute are counted once
+more (cachegrind; a count does not depend on the machine's load, unlike times;
+`--no-instructions` skips it, which saves ~5 minutes on a loaded machine; perf's hardware
+counters need a PMU, which VMs often lack).
 
 Then one function serves 20 turns (`threads.create`, then 19 `threads.add_user_message` on that
 thread): peak RSS (VmHWM) after init and after the 20 turns. And what the artifact contains.
@@ -256,8 +257,9 @@ def artifact_instructions(task_root: Path, runtime: Path, moto_url: str, out: Pa
     return counted(out)
 
 
-def floor_instructions(task_root: Path, moto_url: str, out: Path) -> int:
-    code = f"{FLOOR}; print('ready', flush=True); import time; time.sleep(3600)"
+def import_instructions(task_root: Path, imports: str, moto_url: str, out: Path) -> int:
+    """Instructions `python -c imports` executes, stopped with SIGTERM once it is done."""
+    code = f"{imports}; print('ready', flush=True); import time; time.sleep(3600)"
     process = subprocess.Popen(
         [*CACHEGRIND, f"--cachegrind-out-file={out}", str(base_python()), "-c", code],
         cwd=task_root,
@@ -267,14 +269,14 @@ def floor_instructions(task_root: Path, moto_url: str, out: Path) -> int:
     )
     assert process.stdout is not None
     if process.stdout.readline() != b"ready\n":
-        raise RuntimeError("the floor failed under valgrind")
+        raise RuntimeError(f"{imports!r} failed under valgrind")
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=600)
     return counted(out)
 
 
 def count_instructions(task_root: Path, runtime: Path, moto_url: str, work: Path) -> dict[str, int]:
-    """Both counts, measured at the same time (one run each: a count barely varies)."""
+    """The counts, measured at the same time (one run each: a count barely varies)."""
     counts: dict[str, int] = {}
     errors: list[BaseException] = []
 
@@ -286,7 +288,10 @@ def count_instructions(task_root: Path, runtime: Path, moto_url: str, work: Path
 
     jobs = {
         "artifact": lambda: artifact_instructions(task_root, runtime, moto_url, work / "a.cg"),
-        "floor": lambda: floor_instructions(task_root, moto_url, work / "f.cg"),
+        "floor": lambda: import_instructions(task_root, FLOOR, moto_url, work / "f.cg"),
+        "floor + FastAPI": lambda: import_instructions(
+            task_root, WITH_FASTAPI, moto_url, work / "w.cg"
+        ),
     }
     threads = [threading.Thread(target=run, args=job) for job in jobs.items()]
     for thread in threads:
@@ -419,6 +424,8 @@ def report(runs: Runs) -> int:
             f"instructions (valgrind): artifact to /next {artifact / 1e9:.2f} G, "
             f"floor {floor / 1e9:.2f} G: {ratio:.3f}x"
         )
+        framework = runs.instructions["floor + FastAPI"] / floor
+        print(f"FastAPI on top of the floor: {framework:.3f}x the floor's instructions")
         checks.append((f"artifact to /next {ratio:.3f}x the floor's instructions", ratio <= TARGET))
     after_init, after_turns = runs.rss
     print(f"peak RSS: {after_init:.0f} MB after init, {after_turns:.0f} MB after {TURNS} turns")
