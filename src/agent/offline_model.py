@@ -46,13 +46,12 @@ from openai.types.responses.response_usage import InputTokensDetails, OutputToke
 from pydantic import BaseModel
 
 from agent.streamed_model import ModelRequest, StreamedModel
+from agent.titles import TRAILING_PUNCTUATION, shorten
 
 MODEL_NAME = "offline"
-TITLE_MAX_CHARS = 40
 # Streaming without a word delay never waits: let the event loop run every this many words.
 YIELD_EVERY_WORDS = 16
 
-_TRAILING_PUNCTUATION = " \t.,;:!?-\u2013\u2014\u2026"
 _QUOTES = " \"'\u2018\u2019\u201c\u201d"
 # Intents are matched on the start of a message only, with patterns whose gaps are bounded:
 # matching then costs the same for a message of 40 KB as for one of 400 characters (an
@@ -129,12 +128,6 @@ class _UserMessage:
 
     text: str
     attachments: tuple[str, ...] = ()
-
-
-def generate_offline_title(first_message: str) -> str:
-    """Return a thread title: the message cut at a word boundary to at most 40 characters."""
-    title = _shorten(first_message, TITLE_MAX_CHARS)
-    return title[0].upper() + title[1:] if title else "New chat"
 
 
 class OfflineModel(StreamedModel):
@@ -306,7 +299,7 @@ def _task_intent(text: str) -> _ToolCall | None:
     for pattern in _ADD_PATTERNS:
         if match := pattern.search(text):
             title = re.sub(r"^(?:to|that)\s+", "", match.group(1).strip(), flags=re.I)
-            title = title.strip(_QUOTES).rstrip(_TRAILING_PUNCTUATION).strip(_QUOTES)
+            title = title.strip(_QUOTES).rstrip(TRAILING_PUNCTUATION).strip(_QUOTES)
             if title:
                 return _ToolCall("add_task", {"title": title})
     for pattern in _COMPLETE_PATTERNS:
@@ -347,7 +340,7 @@ def _answer_tool_result(items: list[Mapping[str, Any]]) -> str:
 
 
 def _said(message: _UserMessage) -> str:
-    said = f'you said "{_shorten(message.text, 80)}"' if message.text else "you sent a message"
+    said = f'you said "{shorten(message.text, 80)}"' if message.text else "you sent a message"
     if message.attachments:
         count = len(message.attachments)
         said += f" with {count} attachment{'s' if count > 1 else ''}: " + "; ".join(
@@ -450,7 +443,7 @@ def _describe(part: Mapping[str, Any]) -> str:
         except ValueError:
             start = b""
         if start:
-            description += f' starting "{_shorten(start.decode("utf-8", "replace"), 60)}"'
+            description += f' starting "{shorten(start.decode("utf-8", "replace"), 60)}"'
     return description
 
 
@@ -568,16 +561,6 @@ def _text_of(item: Mapping[str, Any]) -> str:
 def _words(text: str) -> list[str]:
     """Split text into words that keep their following whitespace, so they join back exactly."""
     return re.findall(r"\s*\S+\s*", text) if text.strip() else [text]
-
-
-def _shorten(text: str, limit: int) -> str:
-    """Collapse whitespace and cut at a word boundary to at most `limit` characters, with "…"."""
-    text = " ".join(text.split())
-    if len(text) > limit:
-        cut = text.rfind(" ", 0, limit)  # a space at index limit - 1 or before
-        head = text[:cut] if cut > 0 else text[: limit - 1]
-        return head.rstrip(_TRAILING_PUNCTUATION) + "…"
-    return text.rstrip(_TRAILING_PUNCTUATION)
 
 
 def _new_id(prefix: str) -> str:

@@ -12,7 +12,6 @@ from openai import AsyncOpenAI
 from openai.types.shared import Reasoning
 
 from agent.failures import EmptyAnswerError, IncompleteAnswerError
-from agent.offline_model import OfflineModel
 from agent.streamed_model import with_finished_thoughts
 from settings import Settings, SettingsError
 
@@ -42,7 +41,7 @@ def build_models(settings: Settings, api_key: ApiKey | None = None) -> Models:
     (a cached secret from SSM, so a rotated key is picked up).
     """
     if settings.provider == "offline":
-        return Models("offline", OfflineModel(settings.offline_word_delay_seconds), None, None)
+        return _offline_models(settings)
     if settings.provider == "bedrock":
         return _bedrock_models(settings)
 
@@ -73,6 +72,13 @@ def _chat_settings(settings: Settings) -> ModelSettings:
         return ModelSettings()
     reasoning = Reasoning(effort=settings.reasoning_effort, summary=settings.reasoning_summary)
     return ModelSettings(reasoning=reasoning)
+
+
+def _offline_models(settings: Settings) -> Models:
+    """The offline model, imported only when chosen (no cold-start cost otherwise)."""
+    from agent.offline_model import OfflineModel
+
+    return Models("offline", OfflineModel(settings.offline_word_delay_seconds), None, None)
 
 
 def _bedrock_models(settings: Settings) -> Models:

@@ -39,12 +39,12 @@ from agent.assistant import Team, build_titler
 from agent.context import AssistantContext
 from agent.converter import AssistantConverter, AttachmentReader
 from agent.failures import BUSY_MESSAGE, describe_failure, failure_class, not_saved
-from agent.offline_model import generate_offline_title
 from agent.providers import Models
 from agent.request_checks import RequestChecks, TranscriptionUnavailableError
 from agent.run_hooks import ANSWER_HOOKS, TITLE_HOOKS
 from agent.stream_guards import AnswerStream, guarded_answer
 from agent.tasks import handle_task_action
+from agent.titles import generate_offline_title
 from agent.turn import AnswerTurn
 from agent.turn_store import TurnStore
 from agent.utc import with_utc_times

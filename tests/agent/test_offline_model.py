@@ -23,7 +23,8 @@ from chatkit.types import (
 )
 from openai.types.responses import ResponseOutputMessage, ResponseTextDeltaEvent
 
-from agent.offline_model import OfflineModel, generate_offline_title
+from agent.offline_model import OfflineModel
+from agent.titles import generate_offline_title
 
 RUN_CONFIG = RunConfig(tracing_disabled=True)
 ALL_TOOLS = ("add_task", "list_tasks", "complete_task", "delete_task")
