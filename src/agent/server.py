@@ -1,26 +1,23 @@
-"""The ChatKit server: serves the whole protocol over the DynamoDB store with the task assistant."""
+"""The ChatKit server: serves the whole protocol over the DynamoDB store with the task assistant.
+
+It admits and dispatches every request and holds each turn's lease; what answers a turn is
+agent.answering, imported on the first turn (see `AssistantServer._answerer`)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from agents import Runner
-from agents.run import RunConfig
 from chatkit.actions import Action
-from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import AttachmentStore
 from chatkit.types import (
     AudioInput,
-    CustomSummary,
-    CustomTask,
     ErrorEvent,
     FeedbackKind,
-    Page,
     SyncCustomActionResponse,
     ThreadItem,
     ThreadItemDoneEvent,
@@ -29,27 +26,16 @@ from chatkit.types import (
     ThreadStreamEvent,
     TranscriptionResult,
     UserMessageItem,
-    UserMessageTextContent,
     WidgetItem,
 )
 from pydantic import BaseModel
 
 import telemetry
-from agent.assistant import Team, build_titler
-from agent.context import AssistantContext
-from agent.converter import AssistantConverter, AttachmentReader
-from agent.failures import BUSY_MESSAGE, describe_failure, failure_class, not_saved
+from agent.failures import BUSY_MESSAGE, failure_class, not_saved
 from agent.providers import Models
 from agent.request_checks import RequestChecks, TranscriptionUnavailableError
-from agent.run_hooks import ANSWER_HOOKS, TITLE_HOOKS
-from agent.stream_guards import AnswerStream, guarded_answer
-from agent.tasks import handle_task_action
-from agent.titles import generate_offline_title
-from agent.turn import AnswerTurn
-from agent.turn_store import TurnStore
 from agent.utc import with_utc_times
-from agent.widgets import TASK_ACTIONS
-from errors import ClientRequestError, InvalidRequestError, error_event
+from errors import InvalidRequestError
 from logs import logger
 from settings import RequestLimits
 from store import (
@@ -63,8 +49,10 @@ from store import (
 from store.quota import TurnQuota
 from store.tasks import TaskStore
 
-TITLE_SECONDS = 10.0
-MAX_TITLE_LENGTH = 80
+if TYPE_CHECKING:
+    from agent.answering import Answerer
+    from agent.converter import AttachmentReader
+    from agent.turn import AnswerTurn
 
 
 class UploadsDisabledError(InvalidRequestError):
@@ -110,8 +98,21 @@ class AssistantServer(ChatKitServer[RequestContext]):
         self.models = models
         self.limits = limits
         self.attachment_reader = attachment_reader
-        self.team = Team(models.chat, model_settings=models.chat_settings)
-        self.titler = build_titler(models.title) if models.title is not None else None
+
+    @cached_property
+    def _answerer(self) -> Answerer:
+        """The turn machinery, imported and built on the first turn (see agent.answering)."""
+        from agent.answering import Answerer
+
+        return Answerer(
+            self.store,
+            self.tasks,
+            self.models,
+            self.limits,
+            attachment_reader=self.attachment_reader,
+            max_attachment_bytes=self.request_limits.max_attachment_bytes_per_turn,
+            apply_update=self._update_pending_items,
+        )
 
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext
@@ -125,17 +126,22 @@ class AssistantServer(ChatKitServer[RequestContext]):
         if admitted.type not in STREAMING_REQUESTS:
             return await super().process(admitted.body, context)
         thread_id = admitted.params.get("thread_id")
-        turn = AnswerTurn.answering_with(self.limits.max_turn_seconds, self._update_pending_items)
+        turn = self._answerer.new_turn()
         turn.creating = admitted.type == "threads.create"
         turn_context = context.for_turn(turn)
         result = await super().process(admitted.body, turn_context)
         if not isinstance(result, StreamingResult):
             return result
         leased = None if turn.creating else thread_id
-        return TurnStreamingResult(self._in_turn(result.json_events, leased, turn_context))
+        events = self._in_turn(result.json_events, leased, turn_context, turn)
+        return TurnStreamingResult(events)
 
     async def _in_turn(
-        self, events: AsyncGenerator[bytes, None], thread_id: str | None, context: RequestContext
+        self,
+        events: AsyncGenerator[bytes, None],
+        thread_id: str | None,
+        context: RequestContext,
+        turn: AnswerTurn,
     ) -> AsyncGenerator[bytes, None]:
         """The request's events as one turn (the outermost guard, see agent.stream_guards): the
         thread's lease is taken first (a thread busy with another turn gets an error event)
@@ -168,21 +174,13 @@ class AssistantServer(ChatKitServer[RequestContext]):
             ended = True
         finally:
             with anyio.CancelScope(shield=True):
-                turn = context.turn
-                if isinstance(turn, AnswerTurn):
-                    if turn.run is not None:
-                        turn.run.cancel()  # a no-op once the run is complete
-                    if not ended and turn.held and turn.thread is not None:
-                        # Closed while an answer was on its way out: the client left.
-                        await self._keep_what_was_shown(turn.thread, context, [])
+                if turn.run is not None:
+                    turn.run.cancel()  # a no-op once the run is complete
+                if not ended and turn.held and turn.thread is not None:
+                    # Closed while an answer was on its way out: the client left.
+                    await self._keep_what_was_shown(turn.thread, context, [])
                 await self.store.end_turn(context)
                 await events.aclose()
-
-    def _answer_turn(self, context: RequestContext) -> AnswerTurn:
-        """The request's turn; a context made without one (a direct call) gets a fresh one."""
-        if isinstance(context.turn, AnswerTurn):
-            return context.turn
-        return AnswerTurn.answering_with(60.0, self._update_pending_items)
 
     def _event(self, event: ThreadStreamEvent) -> bytes:
         return b"data: " + self._serialize(event) + b"\n\n"
@@ -196,104 +194,14 @@ class AssistantServer(ChatKitServer[RequestContext]):
             raise UploadsDisabledError("File uploads are not enabled on this server.")
         return self.attachment_store
 
-    async def respond(
+    def respond(
         self,
         thread: ThreadMetadata,
         input_user_message: UserMessageItem | None,
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
-        """Answer with the agent, given the newest `history_items` items of the thread; its
-        events pass the guards of agent.stream_guards, in the order that module gives."""
-        history = await self._history(thread, input_user_message, context)
-        record = telemetry.current()
-        record.turn, record.history_items = True, len(history.data)
-        converter = AssistantConverter(
-            self.attachment_reader, context, self.request_limits.max_attachment_bytes_per_turn
-        )
-        agent_input = await converter.to_agent_input(history.data[::-1])
-        turn = self._answer_turn(context)
-        turn.thread = thread
-        agent_context = self._agent_context(thread, input_user_message, history, context, turn)
-        title = None
-        if thread.title is None and input_user_message is not None:
-            turn.first_message = _text_of(input_user_message)
-            title = asyncio.create_task(self._title_for(input_user_message))
-
-        run = Runner.run_streamed(
-            self.team.starting_agent(thread),
-            agent_input,
-            context=agent_context,
-            max_turns=self.limits.max_agent_turns,
-            hooks=ANSWER_HOOKS,
-            run_config=RunConfig(tracing_disabled=True),
-        )
-        turn.run = run
-        answer = AnswerStream(
-            self.store,
-            thread,
-            context,
-            turn,
-            max_seconds=self.limits.max_turn_seconds,
-            title=title,
-            unfinished=lambda: _unfinished_work(agent_context),
-        )
-        events = guarded_answer(
-            agent_context,
-            run,
-            lambda: self.store.generate_item_id("message", thread, context),
-            answer,
-        )
-        try:
-            async for event in events:
-                yield event
-        except BaseException:
-            if title is not None:
-                title.cancel()
-            raise
-        finally:
-            if not run.is_complete:
-                run.cancel()
-
-    def _agent_context(
-        self,
-        thread: ThreadMetadata,
-        message: UserMessageItem | None,
-        history: Page[ThreadItem],
-        context: RequestContext,
-        turn: AnswerTurn,
-    ) -> AssistantContext:
-        """The tools' view of the turn: its store, its tasks, what it answers, its effects."""
-        return AssistantContext(
-            thread=thread,
-            store=TurnStore(self.store, thread.id, history),
-            request_context=context,
-            tasks=self.tasks,
-            turn_key=_turn_key(message, history.data),
-            effects=turn.effects,
-            thread_updates=turn.thread_updates,
-            files=[
-                attachment
-                for item in history.data
-                if isinstance(item, UserMessageItem)
-                for attachment in item.attachments
-            ],
-        )
-
-    async def _history(
-        self, thread: ThreadMetadata, message: UserMessageItem | None, context: RequestContext
-    ) -> Page[ThreadItem]:
-        """The newest `history_items` items, newest first. A thread this turn created holds
-        just the message being answered: no need to read it back."""
-        turn = context.turn
-        if turn is not None and turn.created and message is not None:
-            return Page(data=[message], has_more=False)
-        try:
-            return await self.store.load_thread_items(
-                thread.id, None, self.limits.history_items, "desc", context
-            )
-        except StoreUnavailableError as error:
-            words, allow_retry = describe_failure(error)
-            raise CustomStreamError(words, allow_retry=allow_retry) from error
+        """The agents' answer (see `Answerer.respond`)."""
+        return self._answerer.respond(thread, input_user_message, context)
 
     async def handle_stream_cancelled(
         self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: RequestContext
@@ -308,43 +216,12 @@ class AssistantServer(ChatKitServer[RequestContext]):
     async def _keep_what_was_shown(
         self, thread: ThreadMetadata, context: RequestContext, pending_items: list[ThreadItem]
     ) -> None:
-        """Once per turn: the partial answer as the client received it, a hidden note that
-        the user stopped the answer (the SDK's), a title for a new thread, and the specialist
-        this turn handed to."""
-        turn = context.turn
-        if isinstance(turn, AnswerTurn):
-            if turn.kept:
-                return
-            turn.kept = True
-            pending_items = list(turn.shown.partial_answers())
-            metadata = turn.updated_metadata(thread)
-            changed, thread.metadata = metadata != thread.metadata, metadata
-            if thread.title is None and turn.first_message:
-                thread.title = generate_offline_title(turn.first_message)
-                changed = True
-            if changed:
-                await self.store.save_thread(thread, context)
-        await super().handle_stream_cancelled(thread, pending_items, context)
-
-    async def _title_for(self, message: UserMessageItem) -> str:
-        """A short title: from the title model if there is one, else the first message cut short."""
-        text = _text_of(message)
-        fallback = generate_offline_title(text)
-        if self.titler is None or not text.strip():
-            return fallback
-        try:
-            async with asyncio.timeout(TITLE_SECONDS):
-                result = await Runner.run(
-                    self.titler,
-                    text[:2000],
-                    hooks=TITLE_HOOKS,
-                    run_config=RunConfig(tracing_disabled=True),
-                )
-        except Exception as error:
-            logger.warning("title generation failed: %s", type(error).__name__)
-            return fallback
-        title = str(result.final_output).strip().strip("\"'").strip()
-        return title[:MAX_TITLE_LENGTH] if title else fallback
+        """Once per turn: the partial answer as the client received it and the SDK's hidden
+        note that the user stopped the answer, after a new thread's title and the specialist
+        this turn handed to (see `Answerer.what_to_keep`)."""
+        kept = await self._answerer.what_to_keep(thread, context, pending_items)
+        if kept is not None:
+            await super().handle_stream_cancelled(thread, kept, context)
 
     async def add_feedback(
         self,
@@ -373,30 +250,15 @@ class AssistantServer(ChatKitServer[RequestContext]):
             )
         return TranscriptionResult(text=await self.models.transcribe(audio_input))
 
-    async def action(
+    def action(
         self,
         thread: ThreadMetadata,
         action: Action[str, Any],
         sender: WidgetItem | None,
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
-        """Widget actions: the task list's buttons (tasks.complete, tasks.reopen, tasks.delete)."""
-        if action.type not in TASK_ACTIONS:
-            yield ErrorEvent(code="custom", message=f"Unknown action {action.type!r}.")
-            return
-        events = handle_task_action(
-            thread,
-            action,
-            sender,
-            context,
-            self.tasks,
-            lambda item_type: self.store.generate_item_id(item_type, thread, context),
-        )
-        try:
-            async for event in events:
-                yield event
-        except ClientRequestError as error:
-            yield error_event(error)
+        """Widget actions: the task list's buttons (see `Answerer.action`)."""
+        return self._answerer.action(thread, action, sender, context)
 
     async def sync_action(
         self,
@@ -442,35 +304,3 @@ STREAMING_REQUESTS = frozenset(
         "threads.custom_action",
     }
 )
-
-
-def _turn_key(message: UserMessageItem | None, history: list[ThreadItem]) -> str | None:
-    """What a turn answers: its user message (a retry answers the same one again)."""
-    if message is not None:
-        return message.id
-    return next((item.id for item in history if isinstance(item, UserMessageItem)), None)
-
-
-def _unfinished_work(context: AssistantContext) -> list[ThreadItem]:
-    """The workflow the agent was showing when its answer stopped, its running steps marked
-    as stopped: the user sees (and a reload shows) how far it got."""
-    workflow = context.workflow_item
-    if workflow is None:
-        return []
-    context.workflow_item = None
-    tasks = [
-        task.model_copy(update={"title": f"{task.title} (stopped)", "status_indicator": "none"})
-        if isinstance(task, CustomTask) and task.status_indicator == "loading"
-        else task
-        for task in workflow.workflow.tasks
-    ]
-    stopped = workflow.workflow.model_copy(
-        update={"tasks": tasks, "summary": CustomSummary(title="Stopped", icon="info")}
-    )
-    return [workflow.model_copy(update={"workflow": stopped})]
-
-
-def _text_of(message: UserMessageItem) -> str:
-    return " ".join(
-        part.text for part in message.content if isinstance(part, UserMessageTextContent)
-    )

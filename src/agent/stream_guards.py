@@ -1,6 +1,6 @@
 """The guards an answer's events pass through, in order from the model to the client.
 
-`AssistantServer.respond` chains the first six (`guarded_answer`); the order matters:
+`Answerer.respond` (agent.answering) chains the first six (`guarded_answer`); the order matters:
 
 1. chatkit's `stream_agent_response` turns the agent run into ChatKit events.
 2. `with_real_ids` gives each message of a Chat Completions model (all `__fake_id__`) an id of

@@ -1,8 +1,9 @@
 """The function's init (the streaming loop's module and `build_app()`) imports what every
 request needs and leaves out what only some requests use; those modules are imported when first
 needed: boto3 and s3transfer with the S3 client (uploads, very large items), Powertools'
-parameters with the first secret read from SSM, the Bedrock provider when chosen, the REST API's
-routes (and the pydantic v1 layer FastAPI imports to declare them) with its first request.
+parameters with the first secret read from SSM, the Bedrock or offline provider when chosen, the
+REST API's routes (and the pydantic v1 layer FastAPI imports to declare them) with its first
+request, what answers a turn (the agents, their tools, chatkit's agent helpers) with the first turn.
 
 Each check runs in a fresh interpreter, as a cold start does.
 """
@@ -24,13 +25,24 @@ ONLY_SOME_REQUESTS = (
     "agent.bedrock",
     "handlers.conversations",
     "pydantic.v1",
+    "chatkit.agents",
+    "agent.answering",
+    "agent.assistant",
+    "agent.context",
+    "agent.converter",
+    "agent.specialists",
+    "agent.stream_guards",
+    "agent.tasks",
+    "agent.turn",
 )
+OFFLINE_MODEL = ("agent.offline_model",)
 CONFIGURATIONS = {
-    "dev secret, offline model": "auth_dev_secret='x' * 40",
-    "secret in SSM, offline model": "auth_secret_parameter='/app/auth-secret'",
+    "dev secret, offline model": ("auth_dev_secret='x' * 40", ()),
+    "secret in SSM, offline model": ("auth_secret_parameter='/app/auth-secret'", ()),
     "secret in SSM, OpenAI key in SSM": (
         "auth_secret_parameter='/app/auth-secret', provider='openai',"
-        " api_key_parameter='/app/openai-key'"
+        " api_key_parameter='/app/openai-key'",
+        OFFLINE_MODEL,
     ),
 }
 
@@ -50,12 +62,16 @@ def modules_after_init(settings: str) -> set[str]:
     return set(json.loads(done.stdout))
 
 
-@pytest.mark.parametrize("settings", CONFIGURATIONS.values(), ids=CONFIGURATIONS.keys())
-def test_init_leaves_out_what_only_some_requests_use(settings: str) -> None:
+@pytest.mark.parametrize(
+    ("settings", "provider_left_out"), CONFIGURATIONS.values(), ids=CONFIGURATIONS.keys()
+)
+def test_init_leaves_out_what_only_some_requests_use(
+    settings: str, provider_left_out: tuple[str, ...]
+) -> None:
     modules = modules_after_init(settings)
 
     assert "handlers.main" in modules and "store.dynamodb_store" in modules
-    imported = [name for name in ONLY_SOME_REQUESTS if name in modules]
+    imported = [name for name in ONLY_SOME_REQUESTS + provider_left_out if name in modules]
     assert imported == []
 
 
