@@ -388,7 +388,8 @@ def collector_paused() -> Iterator[None]:
     collector's passes over them during init find almost nothing to free (they are ~4% of
     init's instructions and more of its time: they walk all of memory). Frozen, those objects
     are also left out of the collections that run during requests. Init's few cyclic leftovers
-    stay in memory (~1 MB)."""
+    stay in memory (~1 MB). The exec wrapper (run-streaming.sh) pauses the collector earlier
+    still, before this module's own imports."""
     gc.disable()
     try:
         yield

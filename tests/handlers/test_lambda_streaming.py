@@ -508,6 +508,19 @@ def test_entry_point_reports_a_bad_configuration_and_exits(
     assert runtime.next_calls == 0
 
 
+def test_the_exec_wrapper_runs_the_loop_module_with_the_collector_paused(tmp_path: Path) -> None:
+    loop = tmp_path / "handlers" / "lambda_streaming.py"
+    loop.parent.mkdir()
+    (loop.parent / "__init__.py").write_text("")
+    loop.write_text("import gc, sys\nprint(gc.isenabled(), __name__, sys.argv[0])\n")
+    wrapper = [str(SRC / "run-streaming.sh"), sys.executable, "/var/runtime/bootstrap.py"]
+    env = {**os.environ, "LAMBDA_TASK_ROOT": str(tmp_path)}
+
+    finished = subprocess.run(wrapper, env=env, capture_output=True, text=True, timeout=60)
+
+    assert finished.stdout.split() == ["False", "__main__", str(loop)]
+
+
 def test_bad_deadline_margin_is_an_init_error(runtime: RuntimeApiEmulator) -> None:
     env = {
         **os.environ,
