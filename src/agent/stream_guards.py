@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -162,30 +163,23 @@ class ShownItems:
         ]
 
 
+@dataclass(eq=False)
 class AnswerStream:
     """Guards 3 to 6 (see the module docstring): the answer bounded in time, each finished
-    item saved before it is shown done, the last message held for the turn's last write."""
+    item saved before it is shown done, the last message held for the turn's last write.
+    `unfinished` gives the work the agent showed and did not finish (a workflow)."""
 
-    def __init__(
-        self,
-        store: DynamoDBStore,
-        thread: ThreadMetadata,
-        context: RequestContext,
-        turn: AnswerTurn,
-        *,
-        max_seconds: float,
-        title: Awaitable[str] | None = None,
-        unfinished: Callable[[], list[ThreadItem]] = list,
-    ) -> None:
-        self.store = store
-        self.thread = thread
-        self.context = context
-        self.turn = turn
-        self.max_seconds = max_seconds
-        self.title = title
-        self.unfinished = unfinished  # work the agent showed and did not finish (a workflow)
-        self.timed_out = False
-        self._created: dict[str, datetime] = {}  # each item's created_at, as first streamed
+    store: DynamoDBStore
+    thread: ThreadMetadata
+    context: RequestContext
+    turn: AnswerTurn
+    _: KW_ONLY
+    max_seconds: float
+    title: Awaitable[str] | None = None
+    unfinished: Callable[[], list[ThreadItem]] = list
+    timed_out: bool = field(default=False, init=False)
+    # Each item's created_at, as first streamed.
+    _created: dict[str, datetime] = field(default_factory=dict, init=False)
 
     async def events(
         self, agent_events: AsyncIterator[ThreadStreamEvent], run: RunResultStreaming | None
