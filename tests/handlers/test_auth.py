@@ -174,6 +174,7 @@ async def test_an_unreadable_secret_is_not_asked_for_again_on_every_request(
     assert calls == []
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # on purpose
 async def test_an_hs256_secret_from_ssm_shorter_than_32_bytes_is_refused(
     table: type[TableRecord], s3: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -733,6 +733,8 @@ def bucket_objects(s3: Any) -> list[tuple[str, Any]]:
     return [(key, s3.get_object_tagging(Bucket=BUCKET, Key=key)["TagSet"]) for key in sorted(keys)]
 
 
+# The HS512 case signs with a key too short for it, on purpose: PyJWT warns when minting it.
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 async def test_hostile_request_is_refused_clearly_and_changes_nothing(
     case: Case,
