@@ -32,8 +32,10 @@ REST page more than three (see `check`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
+import logging
 import statistics
 import sys
 import threading
@@ -76,6 +78,7 @@ from agent.providers import Models  # noqa: E402
 from agent.server import AssistantServer, TurnLimits  # noqa: E402
 from handlers.app import create_app  # noqa: E402
 from handlers.paging import encode_cursor  # noqa: E402
+from logs import logger  # noqa: E402
 from store import (  # noqa: E402
     DynamoDBStore,
     PayloadBucket,
@@ -558,7 +561,13 @@ async def run() -> bool:
             bench.add_rest_row(threads[size], size)
         rounds = WARMUP_TURNS + MEASURED_TURNS
         log(f"measuring {rounds} rounds of {len(bench.rows)} turns ({WARMUP_TURNS} warm-up)")
-        await bench.measure()
+        # The REST pages log their request records and print their metrics, as in production:
+        # to stderr here, since stdout is the report.
+        handler = logger.registered_handler
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
+        with contextlib.redirect_stdout(sys.stderr):
+            await bench.measure()
         log(f"done; moto answered {bench.moto.calls:,} requests")
         return report(bench, time.perf_counter() - START)
 
